@@ -1,0 +1,2 @@
+export { ingest } from "./ingest";
+export { process } from "./process";

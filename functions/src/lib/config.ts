@@ -1,0 +1,169 @@
+/**
+ * Runtime configuration, parsed once from the environment into a typed object.
+ *
+ * Every function instance calls `loadConfig(process.env)` at start-up; an invalid
+ * value throws a ConfigError there, so a misconfigured deployment fails to start
+ * instead of misbehaving on the first request. Tests pass their own environment.
+ */
+
+export type AuthMode = "api_key" | "disabled";
+
+export interface Config {
+  /** Pub/Sub topic the ingest function publishes to and the process function listens on. */
+  readonly topic: string;
+  /** Largest request body accepted, in bytes (413 above it). */
+  readonly maxBodyBytes: number;
+  /** Largest record text accepted, in characters (Unicode code points). */
+  readonly maxTextChars: number;
+  /** Largest NDJSON batch body accepted, in bytes (413 above it). */
+  readonly maxBatchBodyBytes: number;
+  /** Most records one NDJSON batch may carry (413 above it). */
+  readonly maxBatchRecords: number;
+  /** Largest Pub/Sub message published, in bytes; kept well under Eventarc's 512 KB event cap. */
+  readonly maxMessageBytes: number;
+  /** How long ingest waits for Pub/Sub to acknowledge a publish before answering 503. */
+  readonly publishTimeoutMs: number;
+  /** Retry-After value (seconds) sent with 503 answers. */
+  readonly retryAfterSeconds: number;
+  /** Simulated heavy work in the worker, milliseconds per character of text (0 = off). */
+  readonly simulatedWorkMsPerChar: number;
+  /** The process function's timeout; simulated work must fit inside it. */
+  readonly processTimeoutSeconds: number;
+  /** Events older than this are recorded as failed and acked instead of retried. */
+  readonly maxEventAgeSeconds: number;
+  readonly authMode: AuthMode;
+  /** How long a looked-up API key is trusted before it is read again (revocation bound). */
+  readonly apiKeyCacheSeconds: number;
+  /** Fault injection for local reliability runs; all zero in production (enforced below). */
+  readonly faults: FaultConfig;
+}
+
+export interface FaultConfig {
+  /** Probability that a processing attempt throws a transient error (0-1). */
+  readonly failureRate: number;
+  /** Every message fails this many attempts before it may succeed. */
+  readonly failFirstAttempts: number;
+  /** Probability that the worker process exits abruptly mid-processing (0-1). */
+  readonly crashRate: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** Eventarc refuses events over 512 KB; base64 of this many bytes stays under it. */
+export const EVENTARC_SAFE_MESSAGE_BYTES = 384 * 1024;
+/** Eventarc retries a failing event for at most 24 hours. */
+const EVENTARC_RETRY_WINDOW_SECONDS = 24 * 60 * 60;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function loadConfig(env: Env): Config {
+  const errors: string[] = [];
+  const reader = new EnvReader(env, errors);
+
+  const config: Config = {
+    topic: reader.pattern("INGEST_TOPIC", "rdp-ingest", /^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$/),
+    maxBodyBytes: reader.integer("MAX_BODY_BYTES", 256 * 1024, 1, 10 * 1024 * 1024),
+    maxTextChars: reader.integer("MAX_TEXT_CHARS", 100_000, 1, 1_000_000),
+    maxBatchBodyBytes: reader.integer("MAX_BATCH_BODY_BYTES", 1024 * 1024, 1, 32 * 1024 * 1024),
+    maxBatchRecords: reader.integer("MAX_BATCH_RECORDS", 1_000, 1, 100_000),
+    maxMessageBytes: reader.integer("MAX_MESSAGE_BYTES", 320 * 1024, 1024, EVENTARC_SAFE_MESSAGE_BYTES),
+    publishTimeoutMs: reader.integer("PUBLISH_TIMEOUT_MS", 5_000, 50, 60_000),
+    retryAfterSeconds: reader.integer("RETRY_AFTER_SECONDS", 5, 1, 3_600),
+    simulatedWorkMsPerChar: reader.number("SIMULATED_WORK_MS_PER_CHAR", 0, 0, 1_000),
+    processTimeoutSeconds: reader.integer("PROCESS_TIMEOUT_SECONDS", 60, 1, 540),
+    maxEventAgeSeconds: reader.integer(
+      "MAX_EVENT_AGE_SECONDS",
+      6 * 60 * 60,
+      60,
+      EVENTARC_RETRY_WINDOW_SECONDS,
+    ),
+    authMode: reader.oneOf("AUTH_MODE", "api_key", ["api_key", "disabled"] as const),
+    apiKeyCacheSeconds: reader.integer("API_KEY_CACHE_SECONDS", 30, 0, 600),
+    faults: {
+      failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
+      failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),
+      crashRate: reader.number("FAULT_CRASH_RATE", 0, 0, 1),
+    },
+  };
+
+  const faultsRequested = Object.values(config.faults).some((value) => value > 0);
+  // Only the project's local stacks set these; a deployed function never does.
+  const isLocalStack = env.RDP_LOCAL_STACK === "true" || env.FUNCTIONS_EMULATOR === "true";
+  if (faultsRequested && !isLocalStack) {
+    errors.push(
+      "FAULT_* fault injection is for local runs only (RDP_LOCAL_STACK=true or the Firebase " +
+        "emulator); unset FAULT_FAILURE_RATE, FAULT_FAIL_FIRST_ATTEMPTS and FAULT_CRASH_RATE",
+    );
+  }
+
+  const worstCaseWorkSeconds = (config.maxTextChars * config.simulatedWorkMsPerChar) / 1000;
+  if (worstCaseWorkSeconds >= config.processTimeoutSeconds) {
+    errors.push(
+      `SIMULATED_WORK_MS_PER_CHAR=${config.simulatedWorkMsPerChar} makes a text of MAX_TEXT_CHARS=` +
+        `${config.maxTextChars} take ${worstCaseWorkSeconds} s, which can never finish inside ` +
+        `PROCESS_TIMEOUT_SECONDS=${config.processTimeoutSeconds}; lower one of the first two ` +
+        `or raise the timeout`,
+    );
+  }
+
+  if (errors.length > 0) {
+    throw new ConfigError(`Invalid configuration:\n- ${errors.join("\n- ")}`);
+  }
+  return Object.freeze({ ...config, faults: Object.freeze(config.faults) });
+}
+
+class EnvReader {
+  constructor(
+    private readonly env: Env,
+    private readonly errors: string[],
+  ) {}
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value === undefined || value === "" ? undefined : value;
+  }
+
+  number(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.raw(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < min || value > max) {
+      this.errors.push(`${name} must be a number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.raw(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < min || value > max) {
+      this.errors.push(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  }
+
+  pattern(name: string, fallback: string, shape: RegExp): string {
+    const raw = this.raw(name);
+    if (raw === undefined) return fallback;
+    if (!shape.test(raw) || raw.startsWith("goog")) {
+      this.errors.push(`${name} is not a valid Pub/Sub topic name: "${raw}"`);
+      return fallback;
+    }
+    return raw;
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const raw = this.raw(name);
+    if (raw === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(raw)) {
+      this.errors.push(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
+      return fallback;
+    }
+    return raw as T;
+  }
+}

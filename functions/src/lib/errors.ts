@@ -1,0 +1,154 @@
+/**
+ * Typed errors of the ingest edge and the one mapping from error to HTTP answer
+ * (RFC 9457 problem+json). Handlers throw; only `toProblemResponse` decides status
+ * codes and headers.
+ */
+import type { ErrorObject } from "ajv";
+
+const PROBLEM_BASE = "https://robust-data-processor.dev/problems/";
+
+export abstract class IngestError extends Error {
+  abstract readonly status: number;
+  /** Short, stable slug that names the problem type. */
+  abstract readonly slug: string;
+  abstract readonly title: string;
+  headers(): Record<string, string> {
+    return {};
+  }
+  extensions(): Record<string, unknown> {
+    return {};
+  }
+}
+
+export class BadRequestError extends IngestError {
+  readonly status = 400;
+  readonly title = "Bad Request";
+  constructor(
+    readonly slug: string,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+export interface SchemaViolation {
+  /** JSON Pointer into the record, e.g. "/tenant_id" ("" for the record itself). */
+  readonly pointer: string;
+  readonly keyword: string;
+  readonly detail: string;
+}
+
+export class SchemaError extends IngestError {
+  readonly status = 400;
+  readonly slug = "schema-violation";
+  readonly title = "Record does not match the schema";
+  constructor(
+    detail: string,
+    readonly violations: readonly SchemaViolation[],
+  ) {
+    super(detail);
+  }
+  override extensions(): Record<string, unknown> {
+    return { errors: this.violations };
+  }
+}
+
+export function schemaViolations(errors: readonly ErrorObject[] | null | undefined): SchemaViolation[] {
+  return (errors ?? []).map((error) => ({
+    pointer: error.instancePath,
+    keyword: error.keyword,
+    detail: error.message ?? error.keyword,
+  }));
+}
+
+export class UnauthorizedError extends IngestError {
+  readonly status = 401;
+  readonly slug = "unauthorized";
+  readonly title = "Unauthorized";
+  override headers(): Record<string, string> {
+    return { "WWW-Authenticate": 'Bearer realm="ingest"' };
+  }
+}
+
+export class ForbiddenError extends IngestError {
+  readonly status = 403;
+  readonly slug = "forbidden";
+  readonly title = "Forbidden";
+}
+
+export class MethodNotAllowedError extends IngestError {
+  readonly status = 405;
+  readonly slug = "method-not-allowed";
+  readonly title = "Method Not Allowed";
+  constructor(readonly method: string) {
+    super(`${method} is not supported here; send records with POST`);
+  }
+  override headers(): Record<string, string> {
+    return { Allow: "POST" };
+  }
+}
+
+export class NotFoundError extends IngestError {
+  readonly status = 404;
+  readonly slug = "not-found";
+  readonly title = "Not Found";
+}
+
+export class PayloadTooLargeError extends IngestError {
+  readonly status = 413;
+  readonly slug = "payload-too-large";
+  readonly title = "Payload Too Large";
+}
+
+export class UnsupportedMediaTypeError extends IngestError {
+  readonly status = 415;
+  readonly slug = "unsupported-media-type";
+  readonly title = "Unsupported Media Type";
+  override headers(): Record<string, string> {
+    return { "Accept-Post": "application/json, text/plain" };
+  }
+}
+
+/**
+ * A dependency (Pub/Sub, the key store) did not answer in time: nothing was accepted
+ * and the client should retry after the hinted delay.
+ */
+export class ServiceUnavailableError extends IngestError {
+  readonly status = 503;
+  readonly title = "Service Unavailable";
+  constructor(
+    readonly slug: string,
+    detail: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(detail);
+  }
+  override headers(): Record<string, string> {
+    return { "Retry-After": String(this.retryAfterSeconds) };
+  }
+}
+
+export interface ProblemResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: Record<string, unknown>;
+}
+
+export function toProblemResponse(error: unknown, instance?: string): ProblemResponse {
+  const known = error instanceof IngestError ? error : null;
+  const status = known?.status ?? 500;
+  const body: Record<string, unknown> = {
+    type: known ? PROBLEM_BASE + known.slug : "about:blank",
+    title: known?.title ?? "Internal Server Error",
+    status,
+    // An unexpected error's message may carry internals; the client gets a generic detail.
+    detail: known?.message ?? "The server failed to handle the request; it is safe to retry.",
+    ...(instance ? { instance } : {}),
+    ...(known?.extensions() ?? {}),
+  };
+  return {
+    status,
+    headers: { "Content-Type": "application/problem+json", ...(known?.headers() ?? {}) },
+    body,
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * Publishing to Pub/Sub with a bound: `publish` resolves only once Pub/Sub has
+ * acknowledged the message, and rejects with ServiceUnavailableError when that
+ * does not happen within the configured time, so ingest never hangs and never
+ * answers 202 for a message Pub/Sub does not hold.
+ */
+import type { PubSub, Topic } from "@google-cloud/pubsub";
+import { ServiceUnavailableError } from "./errors";
+
+export interface MessagePublisher {
+  /** Resolves with the Pub/Sub message id once the publish is acknowledged. */
+  publish(data: Buffer, attributes: Record<string, string>): Promise<string>;
+}
+
+export interface PublishBounds {
+  readonly publishTimeoutMs: number;
+  readonly retryAfterSeconds: number;
+}
+
+export function createTopicPublisher(pubsub: PubSub, topicName: string, bounds: PublishBounds) {
+  const topic: Topic = pubsub.topic(topicName, {
+    // A short batching window: requests wait for the ack, so batching time is latency.
+    batching: { maxMessages: 100, maxMilliseconds: 2 },
+    // Let the client give up on its own retries at the same bound ingest answers by.
+    gaxOpts: { timeout: bounds.publishTimeoutMs },
+  });
+  return boundedPublisher((data, attributes) => topic.publishMessage({ data, attributes }), bounds);
+}
+
+type RawPublish = (data: Buffer, attributes: Record<string, string>) => Promise<string>;
+
+export function boundedPublisher(publish: RawPublish, bounds: PublishBounds): MessagePublisher {
+  return {
+    async publish(data, attributes) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new ServiceUnavailableError(
+                "publish-unavailable",
+                `The message queue did not confirm the record within ${bounds.publishTimeoutMs} ms; ` +
+                  "it was not accepted, retry later",
+                bounds.retryAfterSeconds,
+              ),
+            ),
+          bounds.publishTimeoutMs,
+        );
+      });
+      try {
+        return await Promise.race([publish(data, attributes), timeout]);
+      } catch (error) {
+        if (error instanceof ServiceUnavailableError) throw error;
+        throw new ServiceUnavailableError(
+          "publish-unavailable",
+          "The message queue refused the record; it was not accepted, retry later",
+          bounds.retryAfterSeconds,
+        );
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

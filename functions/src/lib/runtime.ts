@@ -1,0 +1,66 @@
+/**
+ * One set of clients and dependencies per function instance. The configuration is
+ * parsed when the module loads, so an invalid setting stops the instance at start-up;
+ * clients are created on first use and reused by every invocation after it.
+ */
+import { Firestore } from "@google-cloud/firestore";
+import { PubSub } from "@google-cloud/pubsub";
+import { AttemptTracker } from "./attempts";
+import { openDemoAuthenticator, type Authenticator } from "./auth";
+import { createApiKeyAuthenticator, createFirestoreApiKeys } from "./api-keys";
+import { loadConfig, type Config } from "./config";
+import { createFaultInjector } from "./faults";
+import type { IngestDeps } from "./ingest-handler";
+import { createLogger, type Logger } from "./logger";
+import type { ProcessDeps } from "./process-handler";
+import { createTopicPublisher } from "./publisher";
+import { compileValidators } from "./schema";
+import { createFirestoreStore } from "./store";
+
+export const config: Config = loadConfig(process.env);
+
+const logger: Logger = createLogger();
+const validators = compileValidators(config);
+if (config.authMode === "disabled") {
+  logger.warn("AUTH_MODE=disabled: any caller may write to any tenant (open demo mode)");
+}
+
+let firestore: Firestore | undefined;
+function sharedFirestore(): Firestore {
+  firestore ??= new Firestore();
+  return firestore;
+}
+
+function authenticator(): Authenticator {
+  if (config.authMode === "disabled") return openDemoAuthenticator;
+  return createApiKeyAuthenticator(createFirestoreApiKeys(sharedFirestore()).lookup, {
+    cacheSeconds: config.apiKeyCacheSeconds,
+    retryAfterSeconds: config.retryAfterSeconds,
+  });
+}
+
+let ingestDeps: IngestDeps | undefined;
+export function ingestDependencies(): IngestDeps {
+  ingestDeps ??= {
+    config,
+    validators,
+    logger,
+    authenticator: authenticator(),
+    publisher: createTopicPublisher(new PubSub(), config.topic, config),
+  };
+  return ingestDeps;
+}
+
+let processDeps: ProcessDeps | undefined;
+export function processDependencies(): ProcessDeps {
+  processDeps ??= {
+    config,
+    validators,
+    logger,
+    store: createFirestoreStore(sharedFirestore()),
+    attempts: new AttemptTracker(),
+    faults: createFaultInjector(config.faults, () => process.kill(process.pid, "SIGKILL") as never),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  };
+  return processDeps;
+}

@@ -1,0 +1,246 @@
+import { expect } from "chai";
+import { AttemptTracker } from "../../../functions/src/lib/attempts";
+import { loadConfig } from "../../../functions/src/lib/config";
+import { InjectedFault, createFaultInjector } from "../../../functions/src/lib/faults";
+import { createLogger } from "../../../functions/src/lib/logger";
+import {
+  processDelivery,
+  type Delivery,
+  type ProcessDeps,
+} from "../../../functions/src/lib/process-handler";
+import { compileValidators, type PipelineRecord } from "../../../functions/src/lib/schema";
+import type {
+  DeadLetter,
+  FailedLog,
+  ProcessedLog,
+  RecordStore,
+} from "../../../functions/src/lib/store";
+
+/** An in-memory RecordStore with Firestore's create-if-absent semantics. */
+class MemoryStore implements RecordStore {
+  readonly processed = new Map<string, ProcessedLog>();
+  readonly failed = new Map<string, FailedLog>();
+  readonly deadLetters = new Map<string, DeadLetter>();
+  failNextWritesWith: { code: number } | undefined;
+  createCalls = 0;
+
+  async createProcessedLog(log: ProcessedLog) {
+    this.createCalls += 1;
+    if (this.failNextWritesWith)
+      throw Object.assign(new Error("store error"), this.failNextWritesWith);
+    const key = `${log.tenant_id}/${log.log_id}`;
+    const existing = this.processed.get(key);
+    if (existing) return { created: false as const, existingSha256: existing.text_sha256 };
+    this.processed.set(key, log);
+    return { created: true as const };
+  }
+  async recordFailedLog(failed: FailedLog, variant?: string) {
+    this.failed.set(`${failed.tenant_id}/${failed.log_id}${variant ? `.${variant}` : ""}`, failed);
+  }
+  async recordDeadLetter(letter: DeadLetter) {
+    this.deadLetters.set(letter.message_id, letter);
+  }
+}
+
+const NOW = new Date("2026-11-28T12:00:00.000Z");
+
+function setup(env: Record<string, string> = {}) {
+  const config = loadConfig({ RDP_LOCAL_STACK: "true", ...env });
+  const store = new MemoryStore();
+  const logs: string[] = [];
+  const slept: number[] = [];
+  const deps: ProcessDeps = {
+    config,
+    validators: compileValidators(config),
+    store,
+    logger: createLogger((line) => logs.push(line)),
+    attempts: new AttemptTracker(),
+    faults: createFaultInjector(config.faults, () => {
+      throw new Error("crash");
+    }),
+    sleep: async (ms) => {
+      slept.push(ms);
+    },
+    now: () => NOW,
+  };
+  return { deps, store, logs, slept };
+}
+
+function record(overrides: Partial<PipelineRecord> = {}): PipelineRecord {
+  return {
+    tenant_id: "acme",
+    log_id: "123",
+    source: "json_upload",
+    text: "User 555-0199 accessed system",
+    received_at: "2026-11-28T11:59:59.000Z",
+    ...overrides,
+  };
+}
+
+function delivery(payload: unknown, overrides: Partial<Delivery> = {}): Delivery {
+  return {
+    messageId: "m-1",
+    publishTime: "2026-11-28T11:59:59.500Z",
+    dataBase64: Buffer.from(
+      typeof payload === "string" ? payload : JSON.stringify(payload),
+    ).toString("base64"),
+    deliveryAttempt: undefined,
+    ...overrides,
+  };
+}
+
+describe("processDelivery", () => {
+  it("stores the brief's record redacted, with every documented field", async () => {
+    const { deps, store } = setup();
+    await processDelivery(delivery({ v: 1, records: [record()] }), deps);
+    const stored = store.processed.get("acme/123");
+    expect(stored).to.deep.include({
+      tenant_id: "acme",
+      log_id: "123",
+      source: "json_upload",
+      original_text: "User 555-0199 accessed system",
+      modified_data: "User [REDACTED] accessed system",
+      message_id: "m-1",
+      delivery_attempt: 1,
+    });
+    expect(stored?.redactions).to.deep.equal({ email: 0, card: 0, ssn: 0, phone: 1 });
+    expect(stored?.received_at.toISOString()).to.equal("2026-11-28T11:59:59.000Z");
+    expect(stored?.text_sha256).to.match(/^[0-9a-f]{64}$/);
+  });
+
+  it("stores every record of a multi-record message in its own tenant", async () => {
+    const { deps, store } = setup();
+    const records = [
+      record({ log_id: "a" }),
+      record({ tenant_id: "globex", log_id: "b", source: "text_upload" }),
+    ];
+    await processDelivery(delivery({ v: 1, records }), deps);
+    expect([...store.processed.keys()].sort()).to.deep.equal(["acme/a", "globex/b"]);
+  });
+
+  it("leaves one document when the same message is delivered twice", async () => {
+    const { deps, store, logs } = setup();
+    const message = delivery({ v: 1, records: [record()] });
+    await processDelivery(message, deps);
+    await processDelivery(message, deps);
+    expect(store.processed.size).to.equal(1);
+    expect(store.failed.size).to.equal(0);
+    expect(logs.some((line) => line.includes("duplicate delivery ignored"))).to.equal(true);
+  });
+
+  it("keeps the first version and records a conflicting one in failed_logs", async () => {
+    const { deps, store } = setup();
+    await processDelivery(delivery({ v: 1, records: [record({ text: "first" })] }), deps);
+    await processDelivery(
+      delivery({ v: 1, records: [record({ text: "second" })] }, { messageId: "m-2" }),
+      deps,
+    );
+    expect(store.processed.get("acme/123")?.original_text).to.equal("first");
+    const [[key, failed]] = [...store.failed.entries()] as [[string, FailedLog]];
+    expect(key).to.match(/^acme\/123\.conflict-[0-9a-f]{16}$/);
+    expect(failed).to.include({
+      reason: "log_id_conflict",
+      original_text: "second",
+      message_id: "m-2",
+    });
+  });
+
+  it("throws on a transient store failure so Pub/Sub redelivers, and counts the attempt", async () => {
+    const { deps, store } = setup();
+    const message = delivery({ v: 1, records: [record()] });
+    store.failNextWritesWith = { code: 14 }; // UNAVAILABLE
+    let thrown: unknown;
+    await processDelivery(message, deps).catch((error: unknown) => (thrown = error));
+    expect(thrown).to.be.instanceOf(Error);
+    store.failNextWritesWith = undefined;
+    await processDelivery(message, deps);
+    expect(store.processed.get("acme/123")?.delivery_attempt).to.equal(2);
+  });
+
+  it("prefers the attempt number Pub/Sub reports", async () => {
+    const { deps, store } = setup();
+    await processDelivery(delivery({ v: 1, records: [record()] }, { deliveryAttempt: 5 }), deps);
+    expect(store.processed.get("acme/123")?.delivery_attempt).to.equal(5);
+  });
+
+  it("records a document Firestore refuses (INVALID_ARGUMENT) as failed and acks", async () => {
+    const { deps, store } = setup();
+    store.failNextWritesWith = { code: 3 };
+    await processDelivery(delivery({ v: 1, records: [record()] }), deps);
+    expect(store.failed.get("acme/123")).to.include({ reason: "rejected_by_store" });
+  });
+
+  it("records a message that fails the schema in the tenant's failed_logs, without retrying", async () => {
+    const { deps, store } = setup();
+    const broken = { v: 1, records: [{ ...record(), text: "", extra: true }] };
+    await processDelivery(delivery(broken), deps);
+    expect(store.createCalls).to.equal(0);
+    const failed = store.failed.get("acme/123");
+    expect(failed).to.include({ reason: "invalid_message", source: "json_upload" });
+    expect(failed?.detail).to.match(/pipeline schema/);
+    expect(store.deadLetters.size).to.equal(0);
+  });
+
+  const deadLetterCases: ReadonlyArray<[string, unknown]> = [
+    ["data that is not JSON", "not json {"],
+    ["a JSON value without records", { hello: "world" }],
+    ["a record naming an unsafe tenant", { v: 1, records: [record({ tenant_id: "../x" })] }],
+    ["an unknown message version", 42],
+  ];
+  for (const [name, payload] of deadLetterCases) {
+    it(`puts ${name} in dead_letters and acks`, async () => {
+      const { deps, store } = setup();
+      await processDelivery(delivery(payload), deps);
+      expect(store.deadLetters.get("m-1")).to.include({ reason: "invalid_message" });
+      expect(store.processed.size).to.equal(0);
+    });
+  }
+
+  it("records events older than the maximum age as expired instead of retrying them", async () => {
+    const { deps, store } = setup({ MAX_EVENT_AGE_SECONDS: "3600" });
+    await processDelivery(
+      delivery({ v: 1, records: [record()] }, { publishTime: "2026-11-28T10:00:00.000Z" }),
+      deps,
+    );
+    expect(store.processed.size).to.equal(0);
+    expect(store.failed.get("acme/123")).to.include({
+      reason: "expired",
+      original_text: record().text,
+    });
+  });
+
+  it("spends the configured simulated work per character", async () => {
+    const { deps, slept } = setup({ SIMULATED_WORK_MS_PER_CHAR: "0.5" });
+    await processDelivery(delivery({ v: 1, records: [record({ text: "abcd" })] }), deps);
+    expect(slept).to.deep.equal([2]);
+  });
+
+  it("fails the first attempts when fault injection asks for it, then stores once", async () => {
+    const { deps, store } = setup({ FAULT_FAIL_FIRST_ATTEMPTS: "2" });
+    const message = delivery({ v: 1, records: [record()] });
+    for (let attempt = 1; attempt <= 2; attempt += 1) {
+      let thrown: unknown;
+      await processDelivery(message, deps).catch((error: unknown) => (thrown = error));
+      expect(thrown).to.be.instanceOf(InjectedFault);
+    }
+    await processDelivery(message, deps);
+    expect(store.processed.get("acme/123")?.delivery_attempt).to.equal(3);
+  });
+
+  it("logs ids and never the record text", async () => {
+    const { deps, logs } = setup();
+    await processDelivery(
+      delivery({ v: 1, records: [record({ text: "marker-7f3a 555-0199" })] }),
+      deps,
+    );
+    expect(logs.join("\n")).to.not.include("marker-7f3a");
+    expect(JSON.parse(logs[0] ?? "{}")).to.include({
+      severity: "INFO",
+      message: "record stored",
+      tenant_id: "acme",
+      log_id: "123",
+      message_id: "m-1",
+      attempt: 1,
+    });
+  });
+});
