@@ -4,7 +4,13 @@ import tseslint from "typescript-eslint";
 
 export default tseslint.config(
   {
-    ignores: ["**/node_modules/**", "functions/lib/**", ".emulators/**", ".run/**", "docs/bench/**"],
+    ignores: [
+      "**/node_modules/**",
+      "functions/lib/**",
+      ".emulators/**",
+      ".run/**",
+      "docs/bench/**",
+    ],
   },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,

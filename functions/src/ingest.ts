@@ -1,7 +1,10 @@
 /** The ingest HTTP function: trigger options here, behaviour in lib/ingest-handler. */
 import { onRequest } from "firebase-functions/v2/https";
+import { guardFrameworkErrorLogs } from "./lib/framework-log-guard";
 import { handleIngest } from "./lib/ingest-handler";
-import { ingestDependencies } from "./lib/runtime";
+import { ingestDependencies, logger } from "./lib/runtime";
+
+guardFrameworkErrorLogs(logger);
 
 export const ingest = onRequest(
   // Ingest waits on Pub/Sub acks, not CPU: one instance serves many requests at once.

@@ -23,6 +23,11 @@ export interface Config {
   readonly maxMessageBytes: number;
   /** How long ingest waits for Pub/Sub to acknowledge a publish before answering 503. */
   readonly publishTimeoutMs: number;
+  /**
+   * How long ingest holds a record to pack others that arrive meanwhile into the same
+   * Pub/Sub message (0 = one message per record). Adds at most this much latency.
+   */
+  readonly coalesceWindowMs: number;
   /** Retry-After value (seconds) sent with 503 answers. */
   readonly retryAfterSeconds: number;
   /** Simulated heavy work in the worker, milliseconds per character of text (0 = off). */
@@ -68,8 +73,14 @@ export function loadConfig(env: Env): Config {
     maxTextChars: reader.integer("MAX_TEXT_CHARS", 100_000, 1, 1_000_000),
     maxBatchBodyBytes: reader.integer("MAX_BATCH_BODY_BYTES", 1024 * 1024, 1, 32 * 1024 * 1024),
     maxBatchRecords: reader.integer("MAX_BATCH_RECORDS", 1_000, 1, 100_000),
-    maxMessageBytes: reader.integer("MAX_MESSAGE_BYTES", 320 * 1024, 1024, EVENTARC_SAFE_MESSAGE_BYTES),
+    maxMessageBytes: reader.integer(
+      "MAX_MESSAGE_BYTES",
+      320 * 1024,
+      1024,
+      EVENTARC_SAFE_MESSAGE_BYTES,
+    ),
     publishTimeoutMs: reader.integer("PUBLISH_TIMEOUT_MS", 5_000, 50, 60_000),
+    coalesceWindowMs: reader.integer("INGEST_COALESCE_MS", 2, 0, 50),
     retryAfterSeconds: reader.integer("RETRY_AFTER_SECONDS", 5, 1, 3_600),
     simulatedWorkMsPerChar: reader.number("SIMULATED_WORK_MS_PER_CHAR", 0, 0, 1_000),
     processTimeoutSeconds: reader.integer("PROCESS_TIMEOUT_SECONDS", 60, 1, 540),

@@ -12,6 +12,10 @@ export abstract class IngestError extends Error {
   /** Short, stable slug that names the problem type. */
   abstract readonly slug: string;
   abstract readonly title: string;
+  constructor(detail: string) {
+    super(detail);
+    this.name = new.target.name;
+  }
   headers(): Record<string, string> {
     return {};
   }
@@ -53,7 +57,9 @@ export class SchemaError extends IngestError {
   }
 }
 
-export function schemaViolations(errors: readonly ErrorObject[] | null | undefined): SchemaViolation[] {
+export function schemaViolations(
+  errors: readonly ErrorObject[] | null | undefined,
+): SchemaViolation[] {
   return (errors ?? []).map((error) => ({
     pointer: error.instancePath,
     keyword: error.keyword,

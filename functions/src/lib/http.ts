@@ -35,7 +35,10 @@ export function parseMediaType(contentType: string | undefined): MediaType | und
   for (const parameter of parameters) {
     const [name, value] = parameter.split("=", 2);
     if (name?.trim().toLowerCase() === "charset" && value !== undefined) {
-      charset = value.trim().replace(/^"(.*)"$/, "$1").toLowerCase();
+      charset = value
+        .trim()
+        .replace(/^"(.*)"$/, "$1")
+        .toLowerCase();
     }
   }
   return { essence: essence.trim().toLowerCase(), charset };

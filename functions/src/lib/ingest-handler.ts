@@ -28,20 +28,15 @@ import {
 } from "./http";
 import { LOG_ID_RULE, TENANT_ID_RULE, newLogId } from "./ids";
 import { errorFields, type Logger } from "./logger";
-import type { MessagePublisher } from "./publisher";
-import {
-  MAX_RECORDS_PER_MESSAGE,
-  type JsonUpload,
-  type PipelineRecord,
-  type RecordSource,
-  type Validators,
-} from "./schema";
+import { MESSAGE_OVERHEAD_BYTES, type EncodedRecord, type RecordQueue } from "./coalescer";
+import { type JsonUpload, type PipelineRecord, type RecordSource, type Validators } from "./schema";
 
 export interface IngestDeps {
   readonly config: Config;
   readonly validators: Validators;
   readonly authenticator: Authenticator;
-  readonly publisher: MessagePublisher;
+  /** Publishes records, packing those that arrive together into one message. */
+  readonly queue: RecordQueue;
   readonly logger: Logger;
   readonly now?: () => Date;
 }
@@ -78,11 +73,7 @@ export async function handleIngest(
             source: "text_upload" as const,
           };
     const record = toRecord(upload, caller, deps);
-    const data = encodeMessage([encodeRecord(record, deps)]);
-    const messageId = await deps.publisher.publish(data, {
-      tenant_id: record.tenant_id,
-      log_id: record.log_id,
-    });
+    const messageId = await deps.queue.enqueue(encodeRecord(record, deps));
     deps.logger.info("record accepted", {
       tenant_id: record.tenant_id,
       log_id: record.log_id,
@@ -217,30 +208,17 @@ function resolveTenant(caller: Caller, requested: string | undefined): string {
   return caller.tenantId;
 }
 
-interface EncodedRecord {
-  readonly record: PipelineRecord;
-  readonly json: string;
-}
-
-const MESSAGE_HEAD = '{"v":1,"records":[';
-const MESSAGE_TAIL = "]}";
-
 /** Encodes one record, refusing any that could not fit in a message on its own. */
 function encodeRecord(record: PipelineRecord, deps: IngestDeps): EncodedRecord {
   const json = JSON.stringify(record);
-  const size = Buffer.byteLength(json) + MESSAGE_HEAD.length + MESSAGE_TAIL.length;
+  const size = Buffer.byteLength(json) + MESSAGE_OVERHEAD_BYTES;
   if (size > deps.config.maxMessageBytes) {
     throw new PayloadTooLargeError(
       `The record takes ${size} bytes once encoded for the queue; the limit is ` +
         `${deps.config.maxMessageBytes} (text with many control characters grows when escaped)`,
     );
   }
-  return { record, json };
-}
-
-/** The PipelineMessage of these records, built from their encodings without re-encoding. */
-function encodeMessage(records: readonly EncodedRecord[]): Buffer {
-  return Buffer.from(MESSAGE_HEAD + records.map((entry) => entry.json).join(",") + MESSAGE_TAIL);
+  return { tenantId: record.tenant_id, logId: record.log_id, json };
 }
 
 type LineResult =
@@ -283,7 +261,7 @@ async function acceptBatch(
   }
 
   const results = new Map<number, LineResult>();
-  const encoded: { line: number; entry: EncodedRecord }[] = [];
+  const encoded: { line: number; record: EncodedRecord }[] = [];
   for (const line of nonBlank) {
     try {
       const upload = {
@@ -292,27 +270,32 @@ async function acceptBatch(
       };
       encoded.push({
         line: line.number,
-        entry: encodeRecord(toRecord(upload, caller, deps), deps),
+        record: encodeRecord(toRecord(upload, caller, deps), deps),
       });
     } catch (error) {
       results.set(line.number, rejectedLine(line.number, error));
     }
   }
 
+  const messageIds = deps.queue.enqueueAll(encoded.map(({ record }) => record));
   await Promise.all(
-    packIntoMessages(encoded, deps.config.maxMessageBytes).map(async (chunk) => {
+    encoded.map(async ({ line, record }, index) => {
       try {
-        const messageId = await deps.publisher.publish(
-          encodeMessage(chunk.map(({ entry }) => entry)),
-          { batch: "true" },
-        );
-        for (const { line, entry } of chunk) {
-          const { tenant_id, log_id } = entry.record;
-          results.set(line, { line, status: "accepted", tenant_id, log_id });
-          deps.logger.info("record accepted", { tenant_id, log_id, message_id: messageId, line });
-        }
+        const messageId = await messageIds[index];
+        results.set(line, {
+          line,
+          status: "accepted",
+          tenant_id: record.tenantId,
+          log_id: record.logId,
+        });
+        deps.logger.info("record accepted", {
+          tenant_id: record.tenantId,
+          log_id: record.logId,
+          message_id: messageId,
+          line,
+        });
       } catch (error) {
-        for (const { line } of chunk) results.set(line, rejectedLine(line, error));
+        results.set(line, rejectedLine(line, error));
       }
     }),
   );
@@ -345,28 +328,4 @@ function rejectedLine(line: number, error: unknown): LineResult {
     status: "rejected",
     problem: { type, title, status, detail, ...(errors ? { errors } : {}) },
   };
-}
-
-function packIntoMessages<T extends { entry: EncodedRecord }>(
-  items: readonly T[],
-  maxBytes: number,
-): T[][] {
-  const chunks: T[][] = [];
-  let current: T[] = [];
-  let size = MESSAGE_HEAD.length + MESSAGE_TAIL.length;
-  for (const item of items) {
-    const itemSize = Buffer.byteLength(item.entry.json) + 1;
-    if (
-      current.length > 0 &&
-      (size + itemSize > maxBytes || current.length >= MAX_RECORDS_PER_MESSAGE)
-    ) {
-      chunks.push(current);
-      current = [];
-      size = MESSAGE_HEAD.length + MESSAGE_TAIL.length;
-    }
-    current.push(item);
-    size += itemSize;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
 }

@@ -55,7 +55,12 @@ export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Pr
     } else if (isExpired(delivery.publishTime, deps)) {
       await Promise.all(
         decoded.message.records.map((record) =>
-          recordFailure(salvage(record), "expired", "The event outlived MAX_EVENT_AGE_SECONDS", context),
+          recordFailure(
+            salvage(record),
+            "expired",
+            "The event outlived MAX_EVENT_AGE_SECONDS",
+            context,
+          ),
         ),
       );
     } else {
@@ -75,7 +80,12 @@ export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Pr
 
 async function storeRecord(record: PipelineRecord, context: AttemptContext): Promise<void> {
   const { deps, delivery, attempt } = context;
-  const ids = { tenant_id: record.tenant_id, log_id: record.log_id, message_id: delivery.messageId, attempt };
+  const ids = {
+    tenant_id: record.tenant_id,
+    log_id: record.log_id,
+    message_id: delivery.messageId,
+    attempt,
+  };
   if (deps.config.simulatedWorkMsPerChar > 0) {
     await deps.sleep(record.text.length * deps.config.simulatedWorkMsPerChar);
   }
@@ -99,7 +109,12 @@ async function storeRecord(record: PipelineRecord, context: AttemptContext): Pro
     });
   } catch (error) {
     if ((error as { code?: unknown }).code !== INVALID_ARGUMENT) throw error;
-    await recordFailure(salvage(record), "rejected_by_store", "Firestore refused the document", context);
+    await recordFailure(
+      salvage(record),
+      "rejected_by_store",
+      "Firestore refused the document",
+      context,
+    );
     return;
   }
 
@@ -119,7 +134,10 @@ async function storeRecord(record: PipelineRecord, context: AttemptContext): Pro
   }
 }
 
-type SalvagedRecord = Pick<FailedLog, "tenant_id" | "log_id" | "source" | "original_text" | "received_at">;
+type SalvagedRecord = Pick<
+  FailedLog,
+  "tenant_id" | "log_id" | "source" | "original_text" | "received_at"
+>;
 
 function salvage(record: PipelineRecord): SalvagedRecord {
   return {
@@ -174,7 +192,12 @@ function decode(dataBase64: string | undefined, validators: Validators): Decoded
   try {
     candidate = JSON.parse(Buffer.from(dataBase64 ?? "", "base64").toString("utf8"));
   } catch {
-    return { valid: false, detail: "The message data is not JSON", attributable: [], needsDeadLetter: true };
+    return {
+      valid: false,
+      detail: "The message data is not JSON",
+      attributable: [],
+      needsDeadLetter: true,
+    };
   }
   if (validators.pipelineMessage(candidate)) return { valid: true, message: candidate };
 
@@ -186,7 +209,12 @@ function decode(dataBase64: string | undefined, validators: Validators): Decoded
   const items = (candidate as { records?: unknown } | null)?.records;
   const records: unknown[] = Array.isArray(items) ? items : [];
   const attributable = records.flatMap((item) => salvageUnknown(item));
-  return { valid: false, detail, attributable, needsDeadLetter: attributable.length < Math.max(records.length, 1) };
+  return {
+    valid: false,
+    detail,
+    attributable,
+    needsDeadLetter: attributable.length < Math.max(records.length, 1),
+  };
 }
 
 function salvageUnknown(item: unknown): SalvagedRecord[] {
@@ -214,7 +242,9 @@ async function recordInvalidMessage(
 ): Promise<void> {
   const { delivery, attempt, deps } = context;
   await Promise.all(
-    decoded.attributable.map((record) => recordFailure(record, "invalid_message", decoded.detail, context)),
+    decoded.attributable.map((record) =>
+      recordFailure(record, "invalid_message", decoded.detail, context),
+    ),
   );
   if (decoded.needsDeadLetter) {
     await deps.store.recordDeadLetter({

@@ -15,11 +15,12 @@ import { createLogger, type Logger } from "./logger";
 import type { ProcessDeps } from "./process-handler";
 import { createTopicPublisher } from "./publisher";
 import { compileValidators } from "./schema";
+import { createCoalescingQueue } from "./coalescer";
 import { createFirestoreStore } from "./store";
 
 export const config: Config = loadConfig(process.env);
 
-const logger: Logger = createLogger();
+export const logger: Logger = createLogger();
 const validators = compileValidators(config);
 if (config.authMode === "disabled") {
   logger.warn("AUTH_MODE=disabled: any caller may write to any tenant (open demo mode)");
@@ -46,7 +47,10 @@ export function ingestDependencies(): IngestDeps {
     validators,
     logger,
     authenticator: authenticator(),
-    publisher: createTopicPublisher(new PubSub(), config.topic, config),
+    queue: createCoalescingQueue(createTopicPublisher(new PubSub(), config.topic, config), {
+      windowMs: config.coalesceWindowMs,
+      maxMessageBytes: config.maxMessageBytes,
+    }),
   };
   return ingestDeps;
 }

@@ -21,11 +21,7 @@ export interface ProcessedLog {
   readonly delivery_attempt: number | null;
 }
 
-export type FailureReason =
-  | "invalid_message"
-  | "expired"
-  | "log_id_conflict"
-  | "rejected_by_store";
+export type FailureReason = "invalid_message" | "expired" | "log_id_conflict" | "rejected_by_store";
 
 export interface FailedLog {
   readonly tenant_id: string;
@@ -50,7 +46,8 @@ export interface DeadLetter {
   readonly delivery_attempt: number | null;
 }
 
-export type CreateOutcome = { readonly created: true } | { readonly created: false; readonly existingSha256: string | null };
+export type CreateOutcome =
+  { readonly created: true } | { readonly created: false; readonly existingSha256: string | null };
 
 export interface RecordStore {
   createProcessedLog(log: ProcessedLog): Promise<CreateOutcome>;

@@ -6,6 +6,7 @@ import { UnauthorizedError } from "../../../functions/src/lib/errors";
 import type { IngestRequest } from "../../../functions/src/lib/http";
 import { handleIngest, type IngestDeps } from "../../../functions/src/lib/ingest-handler";
 import { createLogger } from "../../../functions/src/lib/logger";
+import { createCoalescingQueue } from "../../../functions/src/lib/coalescer";
 import { boundedPublisher } from "../../../functions/src/lib/publisher";
 import { compileValidators, type PipelineMessage } from "../../../functions/src/lib/schema";
 
@@ -25,12 +26,15 @@ function setup(options: { env?: Record<string, string>; authenticator?: Authenti
     authenticator: options.authenticator ?? openDemoAuthenticator,
     logger: createLogger((line) => logs.push(line)),
     now: () => new Date("2026-11-28T12:00:00.000Z"),
-    publisher: boundedPublisher(async (data, attributes) => {
-      if (failPublish === "reject") throw new Error("UNAVAILABLE");
-      if (failPublish === "hang") return new Promise<string>(() => undefined);
-      published.push({ message: JSON.parse(data.toString("utf8")), attributes });
-      return String(published.length);
-    }, config),
+    queue: createCoalescingQueue(
+      boundedPublisher(async (data, attributes) => {
+        if (failPublish === "reject") throw new Error("UNAVAILABLE");
+        if (failPublish === "hang") return new Promise<string>(() => undefined);
+        published.push({ message: JSON.parse(data.toString("utf8")), attributes });
+        return String(published.length);
+      }, config),
+      { windowMs: 0, maxMessageBytes: config.maxMessageBytes },
+    ),
   };
   return {
     deps,

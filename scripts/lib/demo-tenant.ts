@@ -1,0 +1,45 @@
+/**
+ * Seeds the demo tenant the local modes print a ready-to-paste request for: a fresh API key
+ * for tenant `acme`, labelled `demo`, in the local Firestore emulator. Each start adds a new
+ * key (the secret of an earlier one was printed once and is not kept anywhere); old demo keys
+ * stay valid, which is harmless in an emulator that forgets everything when it stops.
+ *
+ * The key is created even in the open demo mode (AUTH_MODE=disabled), where it is simply not
+ * needed, so switching modes never leaves the README's curl examples without a key.
+ */
+import { Firestore } from "@google-cloud/firestore";
+import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
+
+export const DEMO_TENANT_ID = "acme";
+export const DEMO_KEY_LABEL = "demo";
+
+export async function seedDemoTenant(env: {
+  projectId: string;
+  firestoreHost: string;
+}): Promise<{ tenantId: string; apiKey: string | null }> {
+  const firestore = emulatorFirestore(env.projectId, env.firestoreHost);
+  try {
+    const created = await createFirestoreApiKeys(firestore).create(DEMO_TENANT_ID, DEMO_KEY_LABEL);
+    return { tenantId: created.tenant_id, apiKey: created.key };
+  } finally {
+    await firestore.terminate();
+  }
+}
+
+/**
+ * A client of the given emulator whatever this process's environment says. The library lets
+ * FIRESTORE_EMULATOR_HOST override any host passed in settings, and reads it only in the
+ * constructor, so it is pointed at the stack's emulator for that call alone. `ssl: false`
+ * marks an emulator connection: the library then sends the emulator's admin token and never
+ * looks for Google credentials, so this can never reach a real project.
+ */
+function emulatorFirestore(projectId: string, firestoreHost: string): Firestore {
+  const previous = process.env.FIRESTORE_EMULATOR_HOST;
+  process.env.FIRESTORE_EMULATOR_HOST = firestoreHost;
+  try {
+    return new Firestore({ projectId, host: firestoreHost, ssl: false });
+  } finally {
+    if (previous === undefined) delete process.env.FIRESTORE_EMULATOR_HOST;
+    else process.env.FIRESTORE_EMULATOR_HOST = previous;
+  }
+}

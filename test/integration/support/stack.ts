@@ -1,0 +1,47 @@
+/**
+ * Test stacks on the run's shared emulators: each suite starts its own pair of functions on
+ * free ports, with its own topic and push subscription, and stops them in its `after` hook.
+ */
+import { type Stack, type StackOptions, startStack } from "../../../scripts/lib/stack";
+import { RUN_ID, atRunEnd, sharedEmulators } from "./hooks";
+
+export { pollUntil } from "../../../scripts/lib/emulators";
+export { RUN_ID, sharedEmulators } from "./hooks";
+
+export type TestStack = Stack;
+
+/** One project for the whole run: ids no other run uses, under the `demo-` prefix. */
+export const TEST_PROJECT = `demo-rdp-${RUN_ID}`;
+
+const suffixesInUse = new Set<string>();
+
+/**
+ * Starts the functions for one suite. `suffix` names the suite's topic (`rdp-<runid>-<suffix>`)
+ * and log directory (`.run/integration-<runid>/<suffix>/`); `env` goes to both functions, over
+ * the stack's own variables (AUTH_MODE, FAULT_*, SIMULATED_WORK_MS_PER_CHAR, ...).
+ */
+export async function startTestStack(
+  suffix: string,
+  env: Readonly<Record<string, string>> = {},
+  options: Partial<Omit<StackOptions, "name" | "project" | "topic" | "emulators" | "env">> = {},
+): Promise<TestStack> {
+  if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(suffix)) {
+    throw new Error(`Test stack suffix "${suffix}" must be 1-40 of a-z, 0-9 and '-'`);
+  }
+  if (suffixesInUse.has(suffix)) {
+    throw new Error(
+      `Test stack suffix "${suffix}" is already used in this run; topics would clash`,
+    );
+  }
+  suffixesInUse.add(suffix);
+  const stack = await startStack({
+    ...options,
+    name: `integration-${RUN_ID}/${suffix}`,
+    project: TEST_PROJECT,
+    topic: `rdp-${RUN_ID}-${suffix}`,
+    emulators: sharedEmulators().emulators,
+    env,
+  });
+  atRunEnd(() => stack.stop());
+  return stack;
+}

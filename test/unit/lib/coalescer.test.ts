@@ -1,0 +1,92 @@
+import { expect } from "chai";
+import {
+  createCoalescingQueue,
+  encodeMessage,
+  type EncodedRecord,
+} from "../../../functions/src/lib/coalescer";
+import type { MessagePublisher } from "../../../functions/src/lib/publisher";
+
+function record(logId: string, text = "x"): EncodedRecord {
+  return {
+    tenantId: "acme",
+    logId,
+    json: JSON.stringify({ tenant_id: "acme", log_id: logId, text }),
+  };
+}
+
+function recordingPublisher(fail = false) {
+  const sent: { logIds: string[]; attributes: Record<string, string> }[] = [];
+  const publisher: MessagePublisher = {
+    async publish(data, attributes) {
+      if (fail) throw new Error("unavailable");
+      const message = JSON.parse(data.toString("utf8")) as { records: { log_id: string }[] };
+      sent.push({ logIds: message.records.map((entry) => entry.log_id), attributes });
+      return `m${sent.length}`;
+    },
+  };
+  return { publisher, sent };
+}
+
+describe("createCoalescingQueue", () => {
+  it("sends each record alone when the window is 0", async () => {
+    const { publisher, sent } = recordingPublisher();
+    const queue = createCoalescingQueue(publisher, { windowMs: 0, maxMessageBytes: 10_000 });
+    const ids = await Promise.all([queue.enqueue(record("a")), queue.enqueue(record("b"))]);
+    expect(ids).to.deep.equal(["m1", "m2"]);
+    expect(sent[0]).to.deep.equal({
+      logIds: ["a"],
+      attributes: { tenant_id: "acme", log_id: "a" },
+    });
+  });
+
+  it("packs records that arrive within the window into one message", async () => {
+    const { publisher, sent } = recordingPublisher();
+    const queue = createCoalescingQueue(publisher, { windowMs: 5, maxMessageBytes: 10_000 });
+    const ids = await Promise.all(["a", "b", "c"].map((id) => queue.enqueue(record(id))));
+    expect(ids).to.deep.equal(["m1", "m1", "m1"]);
+    expect(sent).to.deep.equal([{ logIds: ["a", "b", "c"], attributes: { records: "3" } }]);
+  });
+
+  it("starts a new message before one would pass the byte limit", async () => {
+    const { publisher, sent } = recordingPublisher();
+    const big = (id: string) => record(id, "y".repeat(400));
+    const queue = createCoalescingQueue(publisher, { windowMs: 5, maxMessageBytes: 1_000 });
+    await Promise.all(["a", "b", "c"].map((id) => queue.enqueue(big(id))));
+    expect(sent.map((message) => message.logIds)).to.deep.equal([["a", "b"], ["c"]]);
+  });
+
+  it("sends a batch at once, split at the limits", async () => {
+    const { publisher, sent } = recordingPublisher();
+    const queue = createCoalescingQueue(publisher, { windowMs: 50, maxMessageBytes: 100_000 });
+    const records = Array.from({ length: 1001 }, (_, index) => record(`r${index}`));
+    const started = Date.now();
+    await Promise.all(queue.enqueueAll(records));
+    expect(Date.now() - started).to.be.below(50);
+    expect(sent.length).to.be.greaterThan(1);
+    expect(sent.flatMap((message) => message.logIds)).to.deep.equal(
+      records.map((entry) => entry.logId),
+    );
+    expect(sent.map((message) => message.logIds.length)).to.deep.equal([500, 500, 1]);
+  });
+
+  it("rejects every record of a message whose publish fails", async () => {
+    const { publisher } = recordingPublisher(true);
+    const queue = createCoalescingQueue(publisher, { windowMs: 5, maxMessageBytes: 10_000 });
+    const outcomes = await Promise.allSettled([
+      queue.enqueue(record("a")),
+      queue.enqueue(record("b")),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).to.deep.equal(["rejected", "rejected"]);
+  });
+
+  it("encodes exactly the PipelineMessage envelope", () => {
+    const data = encodeMessage([record("a"), record("b")]);
+    expect(JSON.parse(data.toString("utf8"))).to.deep.equal({
+      v: 1,
+      records: [
+        { tenant_id: "acme", log_id: "a", text: "x" },
+        { tenant_id: "acme", log_id: "b", text: "x" },
+      ],
+    });
+  });
+});
