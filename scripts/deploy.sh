@@ -4,7 +4,7 @@
 # dead-letter queue, one service account per function, IAM, both functions and the dead-letter
 # policy of the trigger subscription. Safe to re-run: every step checks before it creates, grants
 # are idempotent, and a function whose build and settings are unchanged is not redeployed.
-# Settings: deploy/config.env. Documentation: deploy/README.md.
+# Settings: deploy/config.env. Documentation: README.md, section Release.
 set -euo pipefail
 
 # shellcheck source=scripts/lib/gcloud-plan.sh

@@ -6,7 +6,7 @@
  * The functions inherit this environment, so `AUTH_MODE=disabled npm start` works as expected.
  */
 import path from "node:path";
-import { seedDemoTenant } from "./lib/demo-tenant";
+import { DEMO_KEY_FILE, seedDemoTenant } from "./lib/demo-tenant";
 import { REPO_ROOT } from "./lib/emulators";
 import { type Stack, demoCurl, describeDemoKey, startStack } from "./lib/stack";
 
@@ -64,13 +64,14 @@ async function main(): Promise<void> {
     [
       "",
       `Robust Data Processor: local stack ready in ${seconds} s (project ${stack.project})`,
-      `  Ingest       ${stack.ingestUrl}  (any path works, e.g. ${stack.ingestUrl}ingest)`,
+      `  Ingest       ${stack.ingestUrl}  (also ${stack.ingestUrl}ingest)`,
       `  Worker       ${stack.processUrl}`,
       `               push endpoint of subscription ${stack.subscription} on topic ${stack.topic}`,
       `  Firestore    FIRESTORE_EMULATOR_HOST=${stack.firestoreHost}`,
       `  Pub/Sub      PUBSUB_EMULATOR_HOST=${stack.pubsubHost}`,
       `  Tenant       ${tenant.tenantId}`,
       `  API key      ${describeDemoKey(tenant, process.env.AUTH_MODE)}`,
+      `               also in ${path.relative(REPO_ROOT, DEMO_KEY_FILE)}: export KEY=$(cat ${path.relative(REPO_ROOT, DEMO_KEY_FILE)})`,
       `  Logs         ${logs}/ (ingest.log, process.log, pubsub.log, firestore.log)`,
       "",
       "Try:",

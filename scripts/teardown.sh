@@ -2,7 +2,7 @@
 # Removes what scripts/deploy.sh created: both functions (with the Eventarc trigger and its
 # subscription), the topics and the dead-letter subscription, the project-level IAM grants and the
 # service accounts. Firestore data is kept unless --delete-data is given. Safe to re-run: whatever
-# is already gone is skipped. Settings: deploy/config.env. Documentation: deploy/README.md.
+# is already gone is skipped. Settings: deploy/config.env. Documentation: README.md, section Release.
 set -euo pipefail
 
 # shellcheck source=scripts/lib/gcloud-plan.sh

@@ -7,11 +7,16 @@
  * The key is created even in the open demo mode (AUTH_MODE=disabled), where it is simply not
  * needed, so switching modes never leaves the README's curl examples without a key.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
+import { REPO_ROOT } from "./emulators";
 
 export const DEMO_TENANT_ID = "acme";
 export const DEMO_KEY_LABEL = "demo";
+/** Where the README's curl examples read the demo key from (git-ignored, owner-only). */
+export const DEMO_KEY_FILE = path.join(REPO_ROOT, ".run", "demo-api-key");
 
 export async function seedDemoTenant(env: {
   projectId: string;
@@ -20,6 +25,8 @@ export async function seedDemoTenant(env: {
   const firestore = emulatorFirestore(env.projectId, env.firestoreHost);
   try {
     const created = await createFirestoreApiKeys(firestore).create(DEMO_TENANT_ID, DEMO_KEY_LABEL);
+    mkdirSync(path.dirname(DEMO_KEY_FILE), { recursive: true });
+    writeFileSync(DEMO_KEY_FILE, `${created.key}\n`, { mode: 0o600 });
     return { tenantId: created.tenant_id, apiKey: created.key };
   } finally {
     await firestore.terminate();

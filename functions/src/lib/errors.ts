@@ -5,7 +5,8 @@
  */
 import type { ErrorObject } from "ajv";
 
-const PROBLEM_BASE = "https://robust-data-processor.dev/problems/";
+/** Problem types are URNs: stable identifiers that do not pretend to be fetchable pages. */
+const PROBLEM_BASE = "urn:rdp:problem:";
 
 export abstract class IngestError extends Error {
   abstract readonly status: number;
