@@ -58,7 +58,13 @@ async function main(): Promise<number> {
       return 0;
     }
     const snapshot = await collection.limit(limit).get();
-    console.log(JSON.stringify(snapshot.docs.map((doc) => plain(doc.data())), null, 2));
+    console.log(
+      JSON.stringify(
+        snapshot.docs.map((doc) => plain(doc.data())),
+        null,
+        2,
+      ),
+    );
     return 0;
   } finally {
     await firestore.terminate();

@@ -34,6 +34,8 @@ export interface Config {
   readonly simulatedWorkMsPerChar: number;
   /** The process function's timeout; simulated work must fit inside it. */
   readonly processTimeoutSeconds: number;
+  /** A Firestore call of the worker that takes longer fails the delivery, to be redelivered. */
+  readonly storeTimeoutMs: number;
   /** Events older than this are recorded as failed and acked instead of retried. */
   readonly maxEventAgeSeconds: number;
   readonly authMode: AuthMode;
@@ -50,6 +52,8 @@ export interface FaultConfig {
   readonly failFirstAttempts: number;
   /** Probability that the worker process exits abruptly mid-processing (0-1). */
   readonly crashRate: number;
+  /** A record whose text contains this string fails on every attempt ("" = off). */
+  readonly poisonMarker: string;
 }
 
 export class ConfigError extends Error {
@@ -60,12 +64,16 @@ export class ConfigError extends Error {
 export const EVENTARC_SAFE_MESSAGE_BYTES = 384 * 1024;
 /** Eventarc retries a failing event for at most 24 hours. */
 const EVENTARC_RETRY_WINDOW_SECONDS = 24 * 60 * 60;
+/** Lowest MAX_EVENT_AGE_SECONDS of a local stack (chaos tests); deployed, the lowest is 60. */
+const MIN_LOCAL_EVENT_AGE_SECONDS = 10;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 export function loadConfig(env: Env): Config {
   const errors: string[] = [];
   const reader = new EnvReader(env, errors);
+  // Only the project's local stacks set these; a deployed function never does.
+  const isLocalStack = env.RDP_LOCAL_STACK === "true" || env.FUNCTIONS_EMULATOR === "true";
 
   const config: Config = {
     topic: reader.pattern("INGEST_TOPIC", "rdp-ingest", /^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$/),
@@ -84,10 +92,12 @@ export function loadConfig(env: Env): Config {
     retryAfterSeconds: reader.integer("RETRY_AFTER_SECONDS", 5, 1, 3_600),
     simulatedWorkMsPerChar: reader.number("SIMULATED_WORK_MS_PER_CHAR", 0, 0, 1_000),
     processTimeoutSeconds: reader.integer("PROCESS_TIMEOUT_SECONDS", 60, 1, 540),
+    storeTimeoutMs: reader.integer("STORE_TIMEOUT_MS", 10_000, 100, 120_000),
     maxEventAgeSeconds: reader.integer(
       "MAX_EVENT_AGE_SECONDS",
       6 * 60 * 60,
-      60,
+      // Locally, a poison message may expire within a test's time; deployed, a minute at least.
+      isLocalStack ? MIN_LOCAL_EVENT_AGE_SECONDS : 60,
       EVENTARC_RETRY_WINDOW_SECONDS,
     ),
     authMode: reader.oneOf("AUTH_MODE", "api_key", ["api_key", "disabled"] as const),
@@ -96,16 +106,18 @@ export function loadConfig(env: Env): Config {
       failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
       failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),
       crashRate: reader.number("FAULT_CRASH_RATE", 0, 0, 1),
+      poisonMarker: reader.text("FAULT_POISON_MARKER", "", 200),
     },
   };
 
-  const faultsRequested = Object.values(config.faults).some((value) => value > 0);
-  // Only the project's local stacks set these; a deployed function never does.
-  const isLocalStack = env.RDP_LOCAL_STACK === "true" || env.FUNCTIONS_EMULATOR === "true";
+  const faultsRequested = Object.values(config.faults).some((value) =>
+    typeof value === "string" ? value !== "" : value > 0,
+  );
   if (faultsRequested && !isLocalStack) {
     errors.push(
       "FAULT_* fault injection is for local runs only (RDP_LOCAL_STACK=true or the Firebase " +
-        "emulator); unset FAULT_FAILURE_RATE, FAULT_FAIL_FIRST_ATTEMPTS and FAULT_CRASH_RATE",
+        "emulator); unset FAULT_FAILURE_RATE, FAULT_FAIL_FIRST_ATTEMPTS, FAULT_CRASH_RATE and " +
+        "FAULT_POISON_MARKER",
     );
   }
 
@@ -116,6 +128,13 @@ export function loadConfig(env: Env): Config {
         `${config.maxTextChars} take ${worstCaseWorkSeconds} s, which can never finish inside ` +
         `PROCESS_TIMEOUT_SECONDS=${config.processTimeoutSeconds}; lower one of the first two ` +
         `or raise the timeout`,
+    );
+  }
+
+  if (config.storeTimeoutMs >= config.processTimeoutSeconds * 1000) {
+    errors.push(
+      `STORE_TIMEOUT_MS=${config.storeTimeoutMs} must be below PROCESS_TIMEOUT_SECONDS=` +
+        `${config.processTimeoutSeconds}, or a stalled write outlives the invocation`,
     );
   }
 
@@ -156,6 +175,16 @@ class EnvReader {
       return fallback;
     }
     return value;
+  }
+
+  text(name: string, fallback: string, maxLength: number): string {
+    const raw = this.raw(name);
+    if (raw === undefined) return fallback;
+    if (raw.length > maxLength) {
+      this.errors.push(`${name} must be at most ${maxLength} characters`);
+      return fallback;
+    }
+    return raw;
   }
 
   pattern(name: string, fallback: string, shape: RegExp): string {

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import type { AttemptTracker } from "./attempts";
 import type { Config } from "./config";
 import { schemaViolations } from "./errors";
-import type { FaultInjector } from "./faults";
+import type { DeliveryFaults, FaultInjector } from "./faults";
 import { isLogId, isTenantId } from "./ids";
 import { errorFields, type Logger } from "./logger";
 import { redact } from "./redaction";
@@ -42,12 +42,14 @@ const INVALID_ARGUMENT = 3;
 interface AttemptContext {
   readonly delivery: Delivery;
   readonly attempt: number;
+  readonly faults: DeliveryFaults;
   readonly deps: ProcessDeps;
 }
 
 export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Promise<void> {
   const attempt = deps.attempts.attemptOf(delivery.messageId, delivery.deliveryAttempt);
-  const context: AttemptContext = { delivery, attempt, deps };
+  const faults = deps.faults.forDelivery(attempt);
+  const context: AttemptContext = { delivery, attempt, faults, deps };
   try {
     const decoded = decode(delivery.dataBase64, deps.validators);
     if (!decoded.valid) {
@@ -79,7 +81,7 @@ export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Pr
 }
 
 async function storeRecord(record: PipelineRecord, context: AttemptContext): Promise<void> {
-  const { deps, delivery, attempt } = context;
+  const { deps, delivery, attempt, faults } = context;
   const ids = {
     tenant_id: record.tenant_id,
     log_id: record.log_id,
@@ -91,7 +93,7 @@ async function storeRecord(record: PipelineRecord, context: AttemptContext): Pro
   }
   const redaction = redact(record.text);
   const textSha256 = sha256(record.text);
-  deps.faults.beforeWrite(attempt);
+  faults.beforeWrite(record.text);
 
   let outcome;
   try {

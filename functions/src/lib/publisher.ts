@@ -5,6 +5,7 @@
  * answers 202 for a message Pub/Sub does not hold.
  */
 import type { PubSub, Topic } from "@google-cloud/pubsub";
+import { withDeadline } from "./deadline";
 import { ServiceUnavailableError } from "./errors";
 
 export interface MessagePublisher {
@@ -32,23 +33,18 @@ type RawPublish = (data: Buffer, attributes: Record<string, string>) => Promise<
 export function boundedPublisher(publish: RawPublish, bounds: PublishBounds): MessagePublisher {
   return {
     async publish(data, attributes) {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new ServiceUnavailableError(
-                "publish-unavailable",
-                `The message queue did not confirm the record within ${bounds.publishTimeoutMs} ms; ` +
-                  "it was not accepted, retry later",
-                bounds.retryAfterSeconds,
-              ),
-            ),
-          bounds.publishTimeoutMs,
-        );
-      });
       try {
-        return await Promise.race([publish(data, attributes), timeout]);
+        return await withDeadline(
+          publish(data, attributes),
+          bounds.publishTimeoutMs,
+          () =>
+            new ServiceUnavailableError(
+              "publish-unavailable",
+              `The message queue did not confirm the record within ${bounds.publishTimeoutMs} ms; ` +
+                "it was not accepted, retry later",
+              bounds.retryAfterSeconds,
+            ),
+        );
       } catch (error) {
         if (error instanceof ServiceUnavailableError) throw error;
         throw new ServiceUnavailableError(
@@ -56,8 +52,6 @@ export function boundedPublisher(publish: RawPublish, bounds: PublishBounds): Me
           "The message queue refused the record; it was not accepted, retry later",
           bounds.retryAfterSeconds,
         );
-      } finally {
-        clearTimeout(timer);
       }
     },
   };

@@ -61,7 +61,7 @@ export function processDependencies(): ProcessDeps {
     config,
     validators,
     logger,
-    store: createFirestoreStore(sharedFirestore()),
+    store: createFirestoreStore(sharedFirestore(), config.storeTimeoutMs),
     attempts: new AttemptTracker(),
     faults: createFaultInjector(config.faults, () => process.kill(process.pid, "SIGKILL") as never),
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),

@@ -4,6 +4,7 @@
  * stored exactly once whatever Pub/Sub redelivers.
  */
 import { FieldValue, Timestamp, type Firestore } from "@google-cloud/firestore";
+import { withDeadline } from "./deadline";
 import { deadLetterPath, failedLogPath, processedLogPath } from "./paths";
 import type { RedactionCounts } from "./redaction";
 import type { RecordSource } from "./schema";
@@ -59,8 +60,21 @@ export interface RecordStore {
 /** gRPC status of Firestore's "document already exists". */
 const ALREADY_EXISTS = 6;
 
-export function createFirestoreStore(firestore: Firestore): RecordStore {
-  return {
+/** Transient: the delivery fails and Pub/Sub redelivers it. */
+export class StoreTimeoutError extends Error {
+  override readonly name = "StoreTimeoutError";
+}
+
+export function createFirestoreStore(firestore: Firestore, timeoutMs: number): RecordStore {
+  // A write that lands after its deadline is harmless: the redelivery finds it and, create()
+  // being create-if-absent, counts it as already stored.
+  const bounded = <T>(work: Promise<T>): Promise<T> =>
+    withDeadline(
+      work,
+      timeoutMs,
+      () => new StoreTimeoutError(`Firestore did not answer within ${timeoutMs} ms`),
+    );
+  const store: RecordStore = {
     async createProcessedLog(log) {
       const ref = firestore.doc(processedLogPath(log.tenant_id, log.log_id));
       try {
@@ -92,5 +106,10 @@ export function createFirestoreStore(firestore: Firestore): RecordStore {
         failed_at: FieldValue.serverTimestamp(),
       });
     },
+  };
+  return {
+    createProcessedLog: (log) => bounded(store.createProcessedLog(log)),
+    recordFailedLog: (failed, variant) => bounded(store.recordFailedLog(failed, variant)),
+    recordDeadLetter: (letter) => bounded(store.recordDeadLetter(letter)),
   };
 }

@@ -19,7 +19,12 @@ describe("loadConfig", () => {
       authMode: "api_key",
       apiKeyCacheSeconds: 30,
     });
-    expect(config.faults).to.deep.equal({ failureRate: 0, failFirstAttempts: 0, crashRate: 0 });
+    expect(config.faults).to.deep.equal({
+      failureRate: 0,
+      failFirstAttempts: 0,
+      crashRate: 0,
+      poisonMarker: "",
+    });
     expect(config.maxMessageBytes).to.be.at.most(EVENTARC_SAFE_MESSAGE_BYTES);
   });
 
@@ -94,6 +99,42 @@ describe("loadConfig", () => {
       loadConfig({ SIMULATED_WORK_MS_PER_CHAR: "50", MAX_TEXT_CHARS: "1000" })
         .simulatedWorkMsPerChar,
     ).to.equal(50);
+  });
+
+  it("refuses a poison marker outside the local stacks, and reads it in them", () => {
+    expect(() => loadConfig({ FAULT_POISON_MARKER: "poison-7f3a" })).to.throw(
+      ConfigError,
+      /local runs only[\s\S]*FAULT_POISON_MARKER/,
+    );
+    expect(
+      loadConfig({ FAULT_POISON_MARKER: "poison-7f3a", RDP_LOCAL_STACK: "true" }).faults
+        .poisonMarker,
+    ).to.equal("poison-7f3a");
+    expect(() =>
+      loadConfig({ FAULT_POISON_MARKER: "x".repeat(201), RDP_LOCAL_STACK: "true" }),
+    ).to.throw(ConfigError, /FAULT_POISON_MARKER/);
+  });
+
+  it("allows a maximum event age under a minute only on local stacks", () => {
+    expect(() => loadConfig({ MAX_EVENT_AGE_SECONDS: "15" })).to.throw(
+      ConfigError,
+      /MAX_EVENT_AGE_SECONDS must be a whole number from 60/,
+    );
+    expect(
+      loadConfig({ MAX_EVENT_AGE_SECONDS: "15", RDP_LOCAL_STACK: "true" }).maxEventAgeSeconds,
+    ).to.equal(15);
+    expect(() => loadConfig({ MAX_EVENT_AGE_SECONDS: "9", RDP_LOCAL_STACK: "true" })).to.throw(
+      ConfigError,
+      /MAX_EVENT_AGE_SECONDS must be a whole number from 10/,
+    );
+  });
+
+  it("refuses a store timeout the process function could not wait for", () => {
+    expect(loadConfig({ STORE_TIMEOUT_MS: "5000" }).storeTimeoutMs).to.equal(5000);
+    expect(() => loadConfig({ STORE_TIMEOUT_MS: "60000", PROCESS_TIMEOUT_SECONDS: "60" })).to.throw(
+      ConfigError,
+      /STORE_TIMEOUT_MS=60000 must be below PROCESS_TIMEOUT_SECONDS=60/,
+    );
   });
 
   it("refuses fault injection outside the local stacks", () => {

@@ -1,0 +1,588 @@
+/**
+ * Reconciliation of a run against Firestore, the way Jepsen's queue checker reconciles a queue:
+ * the run lists every record it got a 202 for (tenant_id, log_id, sha256 of the text); once the
+ * pipeline has drained, each of them must exist exactly once with that content, and nothing
+ * else may exist in the run's tenants.
+ *
+ * Where a record can be:
+ * - `tenants/{t}/processed_logs/{log_id}`: stored (the normal case);
+ * - `tenants/{t}/failed_logs/{log_id}.conflict-{sha16}`, reason log_id_conflict: kept beside an
+ *   earlier record with the same log_id and another text (counted as a conflict, not a loss);
+ * - `tenants/{t}/failed_logs/{log_id}`, another reason (expired, invalid_message,
+ *   rejected_by_store): dead-lettered, kept with its text for an operator;
+ * - nowhere: missing.
+ *
+ * A document id is unique per path, so a duplicate can only show up as the same content in more
+ * than one place (processed and failed, say). Content is checked by hashing `original_text`
+ * again, not by trusting the stored `text_sha256`; a document whose text does not hash to what
+ * was accepted counts as wrong content. Records whose request ended without a definite answer
+ * (a 5xx, a reset connection) are "in doubt": they may or may not be stored, and neither is an
+ * error, but two copies of one still are.
+ *
+ * Drained: the emulator offers no backlog metric for a push subscription, so the pipeline counts
+ * as drained once the run's tenants hold at least one document per accepted record and neither
+ * their document count nor the worker's activity (its log growing) has changed for a quiet
+ * period longer than the subscription's longest redelivery delay, within a bounded wait.
+ */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import type { Firestore } from "@google-cloud/firestore";
+
+export interface ExpectedRecord {
+  readonly tenant_id: string;
+  readonly log_id: string;
+  readonly text_sha256: string;
+}
+
+export interface ReconcileInput {
+  /** Every record the run got a 202 for; repeats of one record are fine. */
+  readonly accepted: readonly ExpectedRecord[];
+  /** Records whose requests ended without a definite answer. */
+  readonly inDoubt?: readonly ExpectedRecord[];
+  /** More tenants to scan for unexpected documents, besides those of the records. */
+  readonly tenants?: readonly string[];
+}
+
+export type LogCollection = "processed_logs" | "failed_logs";
+
+/** One document of a run's tenant, as read from Firestore (or built by a test). */
+export interface StoredDocument {
+  readonly path: string;
+  readonly collection: LogCollection;
+  /** The tenant of the path, which the document's own tenant_id must match. */
+  readonly tenant: string;
+  readonly id: string;
+  readonly data: Readonly<Record<string, unknown>>;
+}
+
+export interface DrainResult {
+  readonly drained: boolean;
+  /** complete: all there and quiet; stalled: records absent and nothing moving; timeout. */
+  readonly reason: "complete" | "stalled" | "timeout" | "skipped";
+  readonly waitedMs: number;
+  readonly documents: number;
+  readonly expected: number;
+}
+
+export interface ReconcileReport {
+  /** Distinct accepted records (a record accepted twice with the same text counts once). */
+  readonly accepted: number;
+  readonly acceptedRequests: number;
+  /** In processed_logs exactly once, with the accepted content. */
+  readonly stored: number;
+  /** Kept as log_id_conflict in failed_logs beside an earlier text of the same log_id. */
+  readonly conflicts: number;
+  /** In failed_logs with another reason (expired, ...), by reason. */
+  readonly deadLettered: number;
+  readonly deadLetteredByReason: Readonly<Record<string, number>>;
+  readonly missing: number;
+  /** Records (accepted or in doubt) whose content is stored in more than one place. */
+  readonly duplicated: number;
+  /** Documents for an accepted id whose content is not any accepted text, or that are corrupt. */
+  readonly wrongContent: number;
+  /** Documents in the run's tenants for ids nobody sent. */
+  readonly unexpected: number;
+  readonly inDoubt: number;
+  readonly inDoubtStored: number;
+  readonly documents: { readonly processed: number; readonly failed: number };
+  /** dead_letters/ documents (messages naming no usable tenant), when counted. */
+  readonly deadLetters: number | null;
+  readonly retries: {
+    /** Documents written by a delivery attempt > 1. */
+    readonly retried: number;
+    readonly maxAttempt: number;
+    /** Documents by delivery_attempt ("unknown" when absent). */
+    readonly byAttempt: Readonly<Record<string, number>>;
+  };
+  readonly tenants: number;
+  /** Up to ten examples of each finding, as paths or tenant/log_id. */
+  readonly samples: {
+    readonly missing: readonly string[];
+    readonly duplicated: readonly string[];
+    readonly wrongContent: readonly string[];
+    readonly unexpected: readonly string[];
+  };
+  readonly drain: DrainResult | null;
+  /** No missing, duplicated, wrong-content or unexpected record. */
+  readonly ok: boolean;
+}
+
+const SAMPLE_LIMIT = 10;
+
+export function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+const keyOf = (tenant: string, logId: string) => `${tenant}/${logId}`;
+
+interface Examined {
+  readonly doc: StoredDocument;
+  /** The hash of the stored text; null when the document carries none. */
+  readonly contentSha: string | null;
+  readonly corrupt: boolean;
+  explained: boolean;
+}
+
+function examine(doc: StoredDocument): Examined {
+  const {
+    original_text: text,
+    text_sha256: claimed,
+    tenant_id: tenantId,
+    log_id: logId,
+  } = doc.data;
+  const computed = typeof text === "string" ? sha256Hex(text) : null;
+  const contentSha = computed ?? (typeof claimed === "string" ? claimed : null);
+  const corrupt =
+    (computed !== null && typeof claimed === "string" && claimed !== computed) ||
+    tenantId !== doc.tenant ||
+    (doc.collection === "processed_logs" && logId !== doc.id);
+  return { doc, contentSha, corrupt, explained: false };
+}
+
+/** The log id a document is about: its own field, else its document id. */
+function logIdOf(doc: StoredDocument): string {
+  return typeof doc.data.log_id === "string" ? doc.data.log_id : doc.id;
+}
+
+/** Pure: what the documents say about the accepted records. */
+export function reconcile(
+  input: ReconcileInput,
+  documents: readonly StoredDocument[],
+  extras: { readonly deadLetters?: number | null; readonly drain?: DrainResult | null } = {},
+): ReconcileReport {
+  const expected = new Map<string, { accepted: Set<string>; inDoubt: Set<string> }>();
+  const expect = (record: ExpectedRecord, list: "accepted" | "inDoubt") => {
+    const key = keyOf(record.tenant_id, record.log_id);
+    let entry = expected.get(key);
+    if (entry === undefined) {
+      entry = { accepted: new Set(), inDoubt: new Set() };
+      expected.set(key, entry);
+    }
+    entry[list].add(record.text_sha256);
+  };
+  input.accepted.forEach((record) => expect(record, "accepted"));
+  (input.inDoubt ?? []).forEach((record) => expect(record, "inDoubt"));
+
+  const byKey = new Map<string, Examined[]>();
+  for (const doc of documents) {
+    const key = keyOf(doc.tenant, logIdOf(doc));
+    const list = byKey.get(key) ?? [];
+    list.push(examine(doc));
+    byKey.set(key, list);
+  }
+
+  let accepted = 0;
+  let stored = 0;
+  let conflicts = 0;
+  let missing = 0;
+  let duplicated = 0;
+  let wrongContent = 0;
+  let unexpected = 0;
+  let inDoubt = 0;
+  let inDoubtStored = 0;
+  const deadLetteredByReason: Record<string, number> = {};
+  const samples = {
+    missing: [] as string[],
+    duplicated: [] as string[],
+    wrongContent: [] as string[],
+    unexpected: [] as string[],
+  };
+  const sample = (list: string[], entry: string) => {
+    if (list.length < SAMPLE_LIMIT) list.push(entry);
+  };
+
+  for (const key of new Set([...expected.keys(), ...byKey.keys()])) {
+    const wanted = expected.get(key);
+    const docs = byKey.get(key) ?? [];
+    const placesOf = (sha: string) =>
+      docs.filter((entry) => !entry.corrupt && entry.contentSha === sha);
+
+    for (const sha of wanted?.accepted ?? []) {
+      accepted += 1;
+      const places = placesOf(sha);
+      places.forEach((place) => (place.explained = true));
+      const [only] = places;
+      if (only === undefined) {
+        missing += 1;
+        sample(samples.missing, key);
+      } else if (places.length > 1) {
+        duplicated += 1;
+        sample(samples.duplicated, places.map((place) => place.doc.path).join(" + "));
+      } else if (only.doc.collection === "processed_logs") {
+        stored += 1;
+      } else if (only.doc.data.reason === "log_id_conflict") {
+        conflicts += 1;
+      } else {
+        const reason = typeof only.doc.data.reason === "string" ? only.doc.data.reason : "unknown";
+        deadLetteredByReason[reason] = (deadLetteredByReason[reason] ?? 0) + 1;
+      }
+    }
+    for (const sha of wanted?.inDoubt ?? []) {
+      if (wanted?.accepted.has(sha) === true) continue;
+      inDoubt += 1;
+      const places = placesOf(sha);
+      places.forEach((place) => (place.explained = true));
+      if (places.length > 1) {
+        duplicated += 1;
+        sample(samples.duplicated, places.map((place) => place.doc.path).join(" + "));
+      } else if (places.length === 1) {
+        inDoubtStored += 1;
+      }
+    }
+    for (const entry of docs) {
+      if (entry.explained) continue;
+      if (wanted !== undefined || entry.corrupt) {
+        wrongContent += 1;
+        sample(samples.wrongContent, entry.doc.path);
+      } else {
+        unexpected += 1;
+        sample(samples.unexpected, entry.doc.path);
+      }
+    }
+  }
+
+  const byAttempt: Record<string, number> = {};
+  let retried = 0;
+  let maxAttempt = 0;
+  for (const doc of documents) {
+    const attempt = doc.data.delivery_attempt;
+    const label = typeof attempt === "number" ? String(attempt) : "unknown";
+    byAttempt[label] = (byAttempt[label] ?? 0) + 1;
+    if (typeof attempt === "number") {
+      if (attempt > 1) retried += 1;
+      maxAttempt = Math.max(maxAttempt, attempt);
+    }
+  }
+
+  const tenants = new Set([
+    ...documents.map((doc) => doc.tenant),
+    ...input.accepted.map((record) => record.tenant_id),
+    ...(input.inDoubt ?? []).map((record) => record.tenant_id),
+    ...(input.tenants ?? []),
+  ]);
+  const deadLettered = Object.values(deadLetteredByReason).reduce((sum, n) => sum + n, 0);
+  return {
+    accepted,
+    acceptedRequests: input.accepted.length,
+    stored,
+    conflicts,
+    deadLettered,
+    deadLetteredByReason,
+    missing,
+    duplicated,
+    wrongContent,
+    unexpected,
+    inDoubt,
+    inDoubtStored,
+    documents: {
+      processed: documents.filter((doc) => doc.collection === "processed_logs").length,
+      failed: documents.filter((doc) => doc.collection === "failed_logs").length,
+    },
+    deadLetters: extras.deadLetters ?? null,
+    retries: { retried, maxAttempt, byAttempt },
+    tenants: tenants.size,
+    samples,
+    drain: extras.drain ?? null,
+    ok: missing === 0 && duplicated === 0 && wrongContent === 0 && unexpected === 0,
+  };
+}
+
+/** Tenants a reconciliation covers: those of the records, and any named besides. */
+export function tenantsOf(input: ReconcileInput): string[] {
+  return [
+    ...new Set([
+      ...input.accepted.map((record) => record.tenant_id),
+      ...(input.inDoubt ?? []).map((record) => record.tenant_id),
+      ...(input.tenants ?? []),
+    ]),
+  ].sort();
+}
+
+/** The distinct records that must each leave one document. */
+export function expectedDocumentCount(input: ReconcileInput): number {
+  return new Set(
+    input.accepted.map(
+      (record) => `${keyOf(record.tenant_id, record.log_id)}#${record.text_sha256}`,
+    ),
+  ).size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input
+
+export interface ParsedRecords {
+  readonly accepted: ExpectedRecord[];
+  readonly inDoubt: ExpectedRecord[];
+}
+
+/**
+ * Reads the JSONL of a run: one `{"tenant_id","log_id","text_sha256"}` a line, with an optional
+ * `"outcome": "accepted" | "in_doubt"` (default accepted). Blank lines are skipped; anything else
+ * malformed throws with its line number, as a silently skipped record would hide a loss.
+ */
+export function parseRecordsJsonl(text: string): ParsedRecords {
+  const parsed: ParsedRecords = { accepted: [], inDoubt: [] };
+  text.split("\n").forEach((line, index) => {
+    if (line.trim() === "") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw new Error(`line ${index + 1}: not JSON`);
+    }
+    const record = (typeof value === "object" && value !== null ? value : {}) as Record<
+      string,
+      unknown
+    >;
+    const { tenant_id: tenantId, log_id: logId, text_sha256: sha, outcome = "accepted" } = record;
+    if (typeof tenantId !== "string" || tenantId === "") {
+      throw new Error(`line ${index + 1}: tenant_id must be a non-empty string`);
+    }
+    if (typeof logId !== "string" || logId === "") {
+      throw new Error(`line ${index + 1}: log_id must be a non-empty string`);
+    }
+    if (typeof sha !== "string" || !/^[0-9a-f]{64}$/.test(sha)) {
+      throw new Error(`line ${index + 1}: text_sha256 must be 64 lowercase hex digits`);
+    }
+    if (outcome !== "accepted" && outcome !== "in_doubt") {
+      throw new Error(`line ${index + 1}: outcome must be "accepted" or "in_doubt"`);
+    }
+    const entry = { tenant_id: tenantId, log_id: logId, text_sha256: sha };
+    (outcome === "accepted" ? parsed.accepted : parsed.inDoubt).push(entry);
+  });
+  return parsed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting for the pipeline to drain
+
+export interface DrainOptions {
+  /** Longest wait. */
+  readonly timeoutMs: number;
+  /**
+   * How long neither the document count nor the activity may change; keep it above the
+   * subscription's longest redelivery delay (a message waiting for redelivery shows nothing).
+   */
+  readonly quietMs: number;
+  /** Give up sooner when records are absent and nothing at all has changed for this long. */
+  readonly stallMs?: number;
+  readonly pollMs?: number;
+  /** A value that changes while the pipeline works, e.g. the size of the worker's log. */
+  readonly activity?: () => Promise<string | number> | string | number;
+  readonly onProgress?: (documents: number, expected: number) => void;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** Polls `count` until the pipeline has drained (see the module comment) or time runs out. */
+export async function waitForDrain(
+  count: () => Promise<number>,
+  expected: number,
+  options: DrainOptions,
+): Promise<DrainResult> {
+  const now = options.now ?? Date.now;
+  const sleep =
+    options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const startedAt = now();
+  let lastCount = -1;
+  let lastActivity: string | number | undefined;
+  let lastChange = startedAt;
+  for (;;) {
+    const documents = await count();
+    const activity = await options.activity?.();
+    const at = now();
+    if (documents !== lastCount || activity !== lastActivity) {
+      if (documents !== lastCount) options.onProgress?.(documents, expected);
+      lastCount = documents;
+      lastActivity = activity;
+      lastChange = at;
+    }
+    const quietFor = at - lastChange;
+    const waitedMs = at - startedAt;
+    const result = (drained: boolean, reason: DrainResult["reason"]): DrainResult => ({
+      drained,
+      reason,
+      waitedMs,
+      documents,
+      expected,
+    });
+    if (documents >= expected && quietFor >= options.quietMs) return result(true, "complete");
+    if (documents < expected && options.stallMs !== undefined && quietFor >= options.stallMs) {
+      return result(false, "stalled");
+    }
+    if (waitedMs >= options.timeoutMs) return result(false, "timeout");
+    await sleep(Math.min(options.pollMs ?? 500, Math.max(1, options.timeoutMs - waitedMs)));
+  }
+}
+
+/** An activity signal from files that grow while the pipeline works (the worker's log). */
+export function fileSizeActivity(files: readonly string[]): () => string {
+  return () =>
+    files
+      .map((file) => {
+        try {
+          return String(fs.statSync(file).size);
+        } catch {
+          return "absent";
+        }
+      })
+      .join(",");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Firestore
+
+const FIELDS = [
+  "tenant_id",
+  "log_id",
+  "text_sha256",
+  "original_text",
+  "delivery_attempt",
+  "message_id",
+  "reason",
+];
+const COLLECTIONS: readonly LogCollection[] = ["processed_logs", "failed_logs"];
+
+/** Documents in the tenants' processed_logs and failed_logs. */
+export async function countDocuments(firestore: Firestore, tenants: readonly string[]) {
+  const counts = await Promise.all(
+    tenants.flatMap((tenant) =>
+      COLLECTIONS.map(async (collection) => {
+        const snapshot = await firestore
+          .collection(`tenants/${tenant}/${collection}`)
+          .count()
+          .get();
+        return snapshot.data().count;
+      }),
+    ),
+  );
+  return counts.reduce((sum, n) => sum + n, 0);
+}
+
+export async function readDocuments(
+  firestore: Firestore,
+  tenants: readonly string[],
+): Promise<StoredDocument[]> {
+  const lists = await Promise.all(
+    tenants.flatMap((tenant) =>
+      COLLECTIONS.map(async (collection) => {
+        const snapshot = await firestore
+          .collection(`tenants/${tenant}/${collection}`)
+          .select(...FIELDS)
+          .get();
+        return snapshot.docs.map((doc): StoredDocument => ({
+          path: doc.ref.path,
+          collection,
+          tenant,
+          id: doc.id,
+          data: doc.data(),
+        }));
+      }),
+    ),
+  );
+  return lists.flat();
+}
+
+/** dead_letters/ documents, optionally only those failed at or after `since`. */
+export async function countDeadLetters(firestore: Firestore, since?: Date): Promise<number> {
+  const collection = firestore.collection("dead_letters");
+  const query = since === undefined ? collection : collection.where("failed_at", ">=", since);
+  return (await query.count().get()).data().count;
+}
+
+export interface ReconcileRunOptions extends Partial<Omit<DrainOptions, "onProgress">> {
+  /** false: check at once, without waiting for the pipeline to drain. */
+  readonly wait?: boolean;
+  /** Count dead_letters/ documents failed since then (they name no tenant); null: skip. */
+  readonly deadLettersSince?: Date | null;
+  readonly onProgress?: (documents: number, expected: number) => void;
+}
+
+export const DEFAULT_DRAIN_TIMEOUT_MS = 120_000;
+/** The stack's default subscription redelivers after at most 10 s; 12 s covers it. */
+export const DEFAULT_QUIET_MS = 12_000;
+
+/** Waits for the pipeline to drain, then reconciles: what the CLI, tests and load runs call. */
+export async function reconcileRun(
+  firestore: Firestore,
+  input: ReconcileInput,
+  options: ReconcileRunOptions = {},
+): Promise<ReconcileReport> {
+  const tenants = tenantsOf(input);
+  const expected = expectedDocumentCount(input);
+  const drain: DrainResult =
+    options.wait === false
+      ? { drained: false, reason: "skipped", waitedMs: 0, documents: -1, expected }
+      : await waitForDrain(() => countDocuments(firestore, tenants), expected, {
+          ...options,
+          timeoutMs: options.timeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+          quietMs: options.quietMs ?? DEFAULT_QUIET_MS,
+        });
+  const documents = await readDocuments(firestore, tenants);
+  const deadLetters =
+    options.deadLettersSince === undefined || options.deadLettersSince === null
+      ? null
+      : await countDeadLetters(firestore, options.deadLettersSince);
+  return reconcile(input, documents, { deadLetters, drain });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+/** The summary table the CLI prints and the tests log. */
+export function formatReport(report: ReconcileReport, title = "reconciliation"): string {
+  const drain = report.drain;
+  const drainLine =
+    drain === null || drain.reason === "skipped"
+      ? "not waited for"
+      : drain.drained
+        ? `drained after ${(drain.waitedMs / 1000).toFixed(1)} s`
+        : `NOT drained (${drain.reason} after ${(drain.waitedMs / 1000).toFixed(1)} s, ` +
+          `${drain.documents} of ${drain.expected} documents): absent records may still be in flight`;
+  const reasons = Object.entries(report.deadLetteredByReason)
+    .map(([reason, n]) => `${reason} ${n}`)
+    .join(", ");
+  const attempts = Object.entries(report.retries.byAttempt)
+    .sort(([a], [b]) => Number(a) - Number(b))
+    .map(([attempt, n]) => `${attempt}:${n}`)
+    .join(" ");
+  const rows: Array<[string, string | number, string?]> = [
+    ["accepted", report.accepted, `${report.acceptedRequests} accepted requests`],
+    ["stored", report.stored, "in processed_logs once, content verified"],
+    ["conflicts", report.conflicts, "kept as log_id_conflict in failed_logs"],
+    ["dead-lettered", report.deadLettered, reasons === "" ? undefined : reasons],
+    ["missing", report.missing],
+    ["duplicated", report.duplicated],
+    ["wrong content", report.wrongContent],
+    ["unexpected", report.unexpected],
+    ["in doubt", report.inDoubt, `${report.inDoubtStored} of them stored`],
+    ["dead_letters", report.deadLetters ?? "-", "messages naming no tenant"],
+    [
+      "retried",
+      report.retries.retried,
+      `documents written by attempt > 1 (max ${report.retries.maxAttempt}; by attempt ${attempts || "-"})`,
+    ],
+  ];
+  const lines = [
+    `${title}: ${report.tenants} tenants, ${report.documents.processed} processed and ` +
+      `${report.documents.failed} failed documents; ${drainLine}`,
+    ...rows.map(
+      ([label, value, note]) =>
+        `  ${label.padEnd(14)}${String(value).padStart(8)}${note === undefined ? "" : `  ${note}`}`,
+    ),
+  ];
+  for (const [label, list] of Object.entries(report.samples)) {
+    if (list.length > 0) lines.push(`  ${label}: ${list.join(", ")}`);
+  }
+  lines.push(
+    report.ok
+      ? "RESULT: OK, every accepted record is stored exactly once"
+      : "RESULT: FAILED, records are missing, duplicated, wrong or unexpected",
+  );
+  return lines.join("\n");
+}
+
+/** The one-line machine-readable summary (samples and per-attempt counts included). */
+export function reportJson(report: ReconcileReport): string {
+  return JSON.stringify({ reconcile: report });
+}

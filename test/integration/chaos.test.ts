@@ -1,0 +1,637 @@
+/**
+ * Chaos tests: the product promises that a 202 is never lost and never doubled, whatever
+ * crashes. Each scenario drives load through the production-faithful stack while a fault is
+ * injected, then reconciles every accepted record against Firestore (scripts/lib/reconcile.ts):
+ * missing = 0, duplicated = 0, nothing unexpected. Figures of each scenario are printed and
+ * written to .run/integration-<run>/chaos-summary.json; docs/RELIABILITY.md quotes a full run.
+ *
+ * Local choices (see docs/RELIABILITY.md for the reasons):
+ * - The push subscriptions have no retry policy: with one, the Pub/Sub emulator 0.8.20 may stop
+ *   redelivering a message after its second failed push, which would count as a loss here.
+ *   Without one it redelivers a failed push after about 1 s.
+ * - Both emulators keep their state in memory, so stopping one wipes it. The outage scenarios
+ *   therefore let the records accepted so far drain (and reconcile the Firestore ones) before
+ *   the stop, and hold the load back while the emulator starts and the topology is recreated.
+ *   What they test is the product under the outage: ingest's 503s and recovery, the worker's
+ *   retries, and every 202 stored.
+ */
+import { expect } from "chai";
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Firestore } from "@google-cloud/firestore";
+import type { Emulator } from "../../scripts/lib/emulators";
+import {
+  type LoadOptions,
+  type LoadReport,
+  LoadGate,
+  runLoad,
+  writeReconcileJsonl,
+} from "../../scripts/lib/load-driver";
+import {
+  type ExpectedRecord,
+  type ReconcileReport,
+  countDocuments,
+  fileSizeActivity,
+  formatReport,
+  reconcileRun,
+  reportJson,
+  waitForDrain,
+} from "../../scripts/lib/reconcile";
+import { RUN_LOG_DIR } from "./support/hooks";
+import {
+  RUN_ID,
+  TEST_PROJECT,
+  type TestStack,
+  pollUntil,
+  sharedEmulators,
+  startTestStack,
+} from "./support/stack";
+
+/** Drained once nothing changed for this long: above the ~1 s redelivery of a failed push. */
+const QUIET_MS = 4_000;
+const DRAIN_TIMEOUT_MS = 90_000;
+const FAILED_ATTEMPT = "processing attempt failed; Pub/Sub will redeliver";
+const CHAOS_COMMAND =
+  "npx mocha --require test/integration/support/hooks.ts --timeout 60000 " +
+  "test/integration/chaos.test.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The structured lines of a function's log; the framework's own lines are not JSON. */
+async function logEntries(file: string): Promise<Record<string, unknown>[]> {
+  return (await readFile(file, "utf8")).split("\n").flatMap((line) => {
+    try {
+      const entry: unknown = JSON.parse(line);
+      return typeof entry === "object" && entry !== null ? [entry as Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+interface ScenarioFigures {
+  readonly scenario: string;
+  readonly records: number;
+  readonly accepted: number;
+  readonly inDoubt: number;
+  readonly rejected: number;
+  readonly statuses: Readonly<Record<string, number>>;
+  readonly stored: number;
+  readonly missing: number;
+  readonly duplicated: number;
+  readonly wrongContent: number;
+  readonly unexpected: number;
+  readonly deadLettered: number;
+  readonly inDoubtStored: number;
+  /** Documents written by a delivery attempt > 1, and the highest attempt seen. */
+  readonly retriedDocuments: number;
+  readonly maxAttempt: number;
+  /** Attempts the worker logged as failed (each one a redelivery). */
+  readonly failedAttempts: number;
+  readonly workerRestarts: number;
+  readonly notes: string;
+  readonly seconds: number;
+}
+
+const figures: ScenarioFigures[] = [];
+
+describe("chaos: every accepted record is stored exactly once", function () {
+  // Bounds for a slow, shared machine; a scenario takes 15-40 s on an idle one.
+  this.timeout(150_000);
+  let firestore: Firestore;
+  const stacks: TestStack[] = [];
+  const suiteStart = Date.now();
+
+  const tenantsOf = (scenario: string, count: number) =>
+    Array.from({ length: count }, (_, index) => `chaos-${RUN_ID}-${scenario}-${index}`);
+
+  async function chaosStack(
+    suffix: string,
+    env: Readonly<Record<string, string>> = {},
+  ): Promise<TestStack> {
+    const stack = await startTestStack(
+      `chaos-${suffix}`,
+      { AUTH_MODE: "disabled", ...env },
+      { subscriptionPolicy: { retryPolicy: false } },
+    );
+    stacks.push(stack);
+    return stack;
+  }
+
+  function load(stack: TestStack, options: Omit<LoadOptions, "url">): Promise<LoadReport> {
+    return runLoad({ url: stack.ingestUrl, requestTimeoutMs: 30_000, ...options });
+  }
+
+  async function reconcileStack(
+    stack: TestStack,
+    input: { accepted: readonly ExpectedRecord[]; inDoubt?: readonly ExpectedRecord[] },
+    tenants: readonly string[],
+  ): Promise<ReconcileReport> {
+    return reconcileRun(
+      firestore,
+      { ...input, tenants },
+      {
+        timeoutMs: DRAIN_TIMEOUT_MS,
+        quietMs: QUIET_MS,
+        stallMs: 30_000,
+        activity: fileSizeActivity([stack.logs.process]),
+      },
+    );
+  }
+
+  async function record(
+    scenario: string,
+    stack: TestStack,
+    loads: readonly LoadReport[],
+    report: ReconcileReport,
+    startedAt: number,
+    notes: string,
+  ): Promise<void> {
+    const entries = await logEntries(stack.logs.process);
+    const statuses: Record<string, number> = {};
+    for (const run of loads) {
+      for (const [status, n] of Object.entries(run.statuses)) {
+        statuses[status] = (statuses[status] ?? 0) + n;
+      }
+    }
+    const sum = (pick: (run: LoadReport) => number) =>
+      loads.reduce((total, run) => total + pick(run), 0);
+    const entry: ScenarioFigures = {
+      scenario,
+      records: sum((run) => run.records),
+      accepted: report.accepted,
+      inDoubt: report.inDoubt,
+      rejected: sum((run) => run.rejected.length),
+      statuses,
+      stored: report.stored,
+      missing: report.missing,
+      duplicated: report.duplicated,
+      wrongContent: report.wrongContent,
+      unexpected: report.unexpected,
+      deadLettered: report.deadLettered,
+      inDoubtStored: report.inDoubtStored,
+      retriedDocuments: report.retries.retried,
+      maxAttempt: report.retries.maxAttempt,
+      failedAttempts: entries.filter((line) => line.message === FAILED_ATTEMPT).length,
+      workerRestarts: stack.worker.restarts,
+      notes,
+      seconds: Math.round((Date.now() - startedAt) / 100) / 10,
+    };
+    figures.push(entry);
+    console.log(`\n${formatReport(report, `    ${scenario}`).replace(/^/gm, "    ")}`);
+    console.log(`    ${JSON.stringify(entry)}`);
+    // The accepted list, as the reconcile CLI reads it, to re-check a run by hand.
+    writeReconcileJsonl(path.join(stack.logs.dir, "accepted.jsonl"), {
+      accepted: loads.flatMap((run) => run.accepted),
+      inDoubt: loads.flatMap((run) => run.inDoubt),
+    });
+    await writeFile(path.join(stack.logs.dir, "reconcile.json"), `${reportJson(report)}\n`);
+  }
+
+  function expectExactlyOnce(report: ReconcileReport): void {
+    expect(
+      { missing: report.missing, duplicated: report.duplicated },
+      formatReport(report),
+    ).to.deep.equal({ missing: 0, duplicated: 0 });
+    expect(
+      { wrongContent: report.wrongContent, unexpected: report.unexpected },
+      formatReport(report),
+    ).to.deep.equal({ wrongContent: 0, unexpected: 0 });
+    expect(report.drain?.drained, formatReport(report)).to.equal(true);
+  }
+
+  /** Runs `during` with the emulator stopped; starts it again whatever happens. */
+  async function withEmulatorStopped(emulator: Emulator, during: () => Promise<void>) {
+    await emulator.stop();
+    try {
+      await during();
+    } finally {
+      if (!emulator.running) await emulator.start();
+    }
+  }
+
+  /** Resolves once `fraction` of the planned requests have been answered. */
+  function progress(total: number) {
+    let done = 0;
+    const waiters: Array<{ at: number; resolve: () => void }> = [];
+    return {
+      onOutcome: () => {
+        done += 1;
+        for (const waiter of waiters.filter((entry) => done >= entry.at)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve();
+        }
+      },
+      reached: (fraction: number) =>
+        new Promise<void>((resolve) => {
+          const at = Math.ceil(total * fraction);
+          if (done >= at) resolve();
+          else waiters.push({ at, resolve });
+        }),
+    };
+  }
+
+  before(() => {
+    firestore = new Firestore({ projectId: TEST_PROJECT });
+  });
+
+  after(async function () {
+    this.timeout(60_000);
+    await Promise.allSettled(stacks.map((stack) => stack.stop()));
+    await firestore?.terminate();
+    const summary = {
+      run: RUN_ID,
+      command: CHAOS_COMMAND,
+      seconds: Math.round((Date.now() - suiteStart) / 1000),
+      scenarios: figures,
+    };
+    await writeFile(
+      path.join(RUN_LOG_DIR, "chaos-summary.json"),
+      `${JSON.stringify(summary, null, 2)}\n`,
+    );
+    console.log(
+      `\n    chaos summary (${summary.seconds} s): ${path.join(RUN_LOG_DIR, "chaos-summary.json")}`,
+    );
+    for (const entry of figures) {
+      console.log(
+        `    | ${entry.scenario} | ${entry.accepted} | ${entry.stored} | ${entry.missing} | ` +
+          `${entry.duplicated} | ${entry.deadLettered} | ${entry.inDoubt} (${entry.inDoubtStored} stored) | ` +
+          `${entry.retriedDocuments} docs > 1, max ${entry.maxAttempt}, ${entry.failedAttempts} failed attempts | ` +
+          `${entry.workerRestarts} |`,
+      );
+    }
+  });
+
+  it("stores a few thousand records exactly once under 20 % transient failures and worker kills", async () => {
+    const startedAt = Date.now();
+    const stack = await chaosStack("mixed", {
+      FAULT_FAILURE_RATE: "0.2",
+      // Random crashes on top of the three kills below, mid-processing, before the write.
+      FAULT_CRASH_RATE: "0.002",
+      // Scaled down from the pipeline issue's 50 ms so the run fits: messages stay in flight
+      // for 1-20 ms each, and the two push threads keep the worker busy the whole run.
+      SIMULATED_WORK_MS_PER_CHAR: "0.05",
+    });
+    const records = 3000;
+    const tenants = tenantsOf("mixed", 4);
+    const tracker = progress(records);
+    const running = load(stack, {
+      records,
+      tenants,
+      concurrency: 32,
+      logIdPrefix: `mixed-${RUN_ID}`,
+      seed: 4,
+      onOutcome: tracker.onOutcome,
+    });
+
+    // Three SIGKILLs while records are in flight, each after the previous replacement answers.
+    let kills = 0;
+    for (const fraction of [0.25, 0.5, 0.75]) {
+      await tracker.reached(fraction);
+      const pid = await pollUntil(async () => stack.worker.pid, {
+        timeoutMs: 60_000,
+        what: "a running worker",
+      });
+      process.kill(pid, "SIGKILL");
+      kills += 1;
+      await pollUntil(
+        async () => (stack.worker.pid !== undefined && stack.worker.pid !== pid ? true : undefined),
+        { timeoutMs: 60_000, what: "the supervisor to replace the killed worker" },
+      );
+    }
+    const loadReport = await running;
+    const report = await reconcileStack(stack, loadReport, tenants);
+    await record(
+      "20 % transient failures + worker kills",
+      stack,
+      [loadReport],
+      report,
+      startedAt,
+      `${kills} SIGKILLs by the test, FAULT_CRASH_RATE=0.002 on top`,
+    );
+
+    expect(loadReport.accepted.length).to.be.at.least(records * 0.9);
+    expectExactlyOnce(report);
+    expect(report.stored).to.equal(report.accepted);
+    expect(stack.worker.restarts).to.be.at.least(3);
+    expect(report.retries.retried, "documents written by a retry").to.be.greaterThan(0);
+    const supervisor = (await stack.readLog("process")).match(/instance exited on SIGKILL/g);
+    expect(supervisor?.length ?? 0).to.be.at.least(3);
+  });
+
+  it("answers 503 in time while Pub/Sub is down, recovers without a restart, stores every 202", async () => {
+    const startedAt = Date.now();
+    const publishTimeoutMs = 2_000;
+    const stack = await chaosStack("pubsub", { PUBLISH_TIMEOUT_MS: String(publishTimeoutMs) });
+    const { pubsub } = sharedEmulators().emulators;
+    const tenants = tenantsOf("pubsub", 3);
+    const records = 400;
+    const gate = new LoadGate();
+    const tracker = progress(records);
+    let acceptedSoFar = 0;
+    const running = load(stack, {
+      records,
+      tenants,
+      concurrency: 8,
+      ratePerSecond: 40,
+      logIdPrefix: `pubsub-${RUN_ID}`,
+      seed: 5,
+      gate,
+      onOutcome: (outcome) => {
+        tracker.onOutcome();
+        if (outcome.status === 202) acceptedSoFar += 1;
+      },
+    });
+
+    let outageStart = 0;
+    let outageEnd = 0;
+    try {
+      await tracker.reached(0.25);
+      await gate.closeAndSettle();
+      // What was accepted so far is delivered before the stop: the emulator's backlog lives in
+      // memory and a stop would wipe it, which production Pub/Sub never does.
+      await waitForDrain(() => countDocuments(firestore, tenants), acceptedSoFar, {
+        timeoutMs: DRAIN_TIMEOUT_MS,
+        quietMs: 1_000,
+      });
+      await withEmulatorStopped(pubsub, async () => {
+        outageStart = Date.now();
+        gate.open();
+        await sleep(6_000);
+        await gate.closeAndSettle();
+        outageEnd = Date.now();
+      });
+      // Back on the same port, empty: recreate the topic and push subscription before any
+      // publish, as they exist all along in production.
+      await stack.ensureTopology();
+    } finally {
+      gate.open();
+    }
+    const loadReport = await running;
+    const report = await reconcileStack(stack, loadReport, tenants);
+
+    const during = loadReport.outcomes.filter(
+      (outcome) =>
+        outcome.startedAt >= outageStart && outcome.startedAt + outcome.latencyMs <= outageEnd,
+    );
+    const after = loadReport.outcomes.filter((outcome) => outcome.startedAt > outageEnd);
+    const slowest = Math.max(0, ...during.map((outcome) => outcome.latencyMs));
+    await record(
+      "Pub/Sub emulator stopped",
+      stack,
+      [loadReport],
+      report,
+      startedAt,
+      `${during.length} requests during the outage, all answered in at most ${slowest} ms ` +
+        `(PUBLISH_TIMEOUT_MS=${publishTimeoutMs}); ` +
+        `${after.filter((outcome) => outcome.status === 202).length} 202s after it`,
+    );
+
+    expect(during.length, "requests answered during the outage").to.be.greaterThan(0);
+    for (const outcome of during) {
+      expect(outcome.status, JSON.stringify(outcome)).to.equal(503);
+      expect(outcome.retryAfter).to.match(/^\d+$/);
+    }
+    // No hanging connection: every request got an answer before the client's 30 s bound.
+    expect(loadReport.statuses).to.not.have.property("timeout");
+    expect(after.filter((outcome) => outcome.status === 202).length).to.be.greaterThan(0);
+    // The same ingest instance served throughout: functions-framework printed its banner once.
+    expect((await stack.readLog("ingest")).match(/Serving function/g)).to.have.length(1);
+    expectExactlyOnce(report);
+  });
+
+  it("retries while Firestore is down and stores everything once it is back", async () => {
+    const startedAt = Date.now();
+    // The Firestore client retries an unreachable backend for a minute; the worker's own
+    // deadline turns that into a failed delivery (and a redelivery) much sooner.
+    const stack = await chaosStack("firestore", {
+      SIMULATED_WORK_MS_PER_CHAR: "0.05",
+      STORE_TIMEOUT_MS: "1500",
+    });
+    const { firestore: firestoreEmulator } = sharedEmulators().emulators;
+    const tenants = tenantsOf("firestore", 3);
+    const records = 400;
+    const gate = new LoadGate();
+    const tracker = progress(records);
+    const before: ExpectedRecord[] = [];
+    let stopped = false;
+    const running = load(stack, {
+      records,
+      tenants,
+      concurrency: 8,
+      ratePerSecond: 40,
+      logIdPrefix: `firestore-${RUN_ID}`,
+      seed: 6,
+      gate,
+      onOutcome: (outcome) => {
+        tracker.onOutcome();
+        if (!stopped && outcome.status === 202) {
+          before.push({
+            tenant_id: outcome.tenant_id,
+            log_id: outcome.log_id,
+            text_sha256: outcome.text_sha256,
+          });
+        }
+      },
+    });
+
+    let beforeReport: ReconcileReport | undefined;
+    let beforeIds = new Set<string>();
+    let failuresDuringOutage = 0;
+    try {
+      await tracker.reached(0.25);
+      await gate.closeAndSettle();
+      stopped = true;
+      beforeIds = new Set(before.map((outcome) => `${outcome.tenant_id}/${outcome.log_id}`));
+      // The emulator keeps documents in memory and a restart wipes them, so what was stored
+      // before the outage is reconciled now, before the stop.
+      beforeReport = await reconcileStack(stack, { accepted: before }, []);
+      const failuresBefore = (await logEntries(stack.logs.process)).filter(
+        (line) => line.message === FAILED_ATTEMPT,
+      ).length;
+      await withEmulatorStopped(firestoreEmulator, async () => {
+        gate.open();
+        // Records keep arriving; the worker fails every write and Pub/Sub redelivers them.
+        await pollUntil(
+          async () => {
+            const failures = (await logEntries(stack.logs.process)).filter(
+              (line) => line.message === FAILED_ATTEMPT,
+            ).length;
+            return failures - failuresBefore >= 10 ? true : undefined;
+          },
+          {
+            timeoutMs: 60_000,
+            intervalMs: 500,
+            what: "the worker to fail on the missing Firestore",
+          },
+        );
+        await sleep(3_000);
+        failuresDuringOutage =
+          (await logEntries(stack.logs.process)).filter((line) => line.message === FAILED_ATTEMPT)
+            .length - failuresBefore;
+      });
+    } finally {
+      gate.open();
+    }
+    const loadReport = await running;
+    // Everything accepted from the stop on, checked against the restarted emulator.
+    const afterInput = {
+      accepted: loadReport.accepted.filter(
+        (entry) => !beforeIds.has(`${entry.tenant_id}/${entry.log_id}`),
+      ),
+      inDoubt: loadReport.inDoubt,
+    };
+    const report = await reconcileStack(stack, afterInput, tenants);
+    await record(
+      "Firestore emulator stopped",
+      stack,
+      [loadReport],
+      report,
+      startedAt,
+      `${beforeReport?.stored ?? 0} records stored and reconciled before the stop; ` +
+        `${failuresDuringOutage} failed attempts during the outage`,
+    );
+
+    expect(beforeReport && beforeReport.ok, beforeReport && formatReport(beforeReport)).to.equal(
+      true,
+    );
+    expect(failuresDuringOutage).to.be.at.least(10);
+    expect(report.accepted).to.be.greaterThan(0);
+    expectExactlyOnce(report);
+    expect(report.retries.retried, "documents written after failed attempts").to.be.greaterThan(0);
+  });
+
+  it("dead-letters a poison record after the maximum event age, acks it, delays nothing else", async () => {
+    const startedAt = Date.now();
+    const marker = `poison-${RUN_ID}`;
+    const maxAgeSeconds = 15;
+    const stack = await chaosStack("poison", {
+      FAULT_POISON_MARKER: marker,
+      // The emulator has no dead-letter policy, so the event age bounds the retries.
+      MAX_EVENT_AGE_SECONDS: String(maxAgeSeconds),
+    });
+    const tenants = tenantsOf("poison", 2);
+    // The poison is sent alone, so ingest packs it into a message of its own.
+    const poison = await load(stack, {
+      records: 1,
+      tenants: [tenants[0] as string],
+      concurrency: 1,
+      logIdPrefix: `poison-${RUN_ID}-p`,
+      textOf: () => `this record fails on every attempt: ${marker}`,
+    });
+    expect(poison.accepted).to.have.length(1);
+    const healthy = await load(stack, {
+      records: 300,
+      tenants,
+      concurrency: 8,
+      logIdPrefix: `poison-${RUN_ID}-h`,
+      seed: 7,
+    });
+    const report = await reconcileStack(
+      stack,
+      { accepted: [...poison.accepted, ...healthy.accepted] },
+      tenants,
+    );
+
+    const poisonRecord = poison.accepted[0] as ExpectedRecord;
+    const failedDoc = await firestore
+      .doc(`tenants/${poisonRecord.tenant_id}/failed_logs/${poisonRecord.log_id}`)
+      .get();
+    const messageId = failedDoc.get("message_id") as string;
+    const poisonAttempts = () =>
+      logEntries(stack.logs.process).then(
+        (lines) =>
+          lines.filter((line) => line.message_id === messageId && line.message === FAILED_ATTEMPT)
+            .length,
+      );
+    const attemptsAtDeadLetter = await poisonAttempts();
+    // Acked: a failed push would be redelivered within about a second; give it three.
+    await sleep(3_000);
+    const attemptsLater = await poisonAttempts();
+    const healthyDocs = (
+      await Promise.all(
+        tenants.map((tenant) => firestore.collection(`tenants/${tenant}/processed_logs`).get()),
+      )
+    ).flatMap((snapshot) => snapshot.docs);
+    const lastHealthy = Math.max(
+      ...healthyDocs.map((doc) => (doc.get("processed_at") as { toMillis(): number }).toMillis()),
+    );
+    const deadLetteredAt = (failedDoc.get("failed_at") as { toMillis(): number }).toMillis();
+    await record(
+      "poison record",
+      stack,
+      [poison, healthy],
+      report,
+      startedAt,
+      `poison failed ${attemptsAtDeadLetter} attempts, then expired after ` +
+        `MAX_EVENT_AGE_SECONDS=${maxAgeSeconds}; the last healthy record was stored ` +
+        `${((deadLetteredAt - lastHealthy) / 1000).toFixed(1)} s before it`,
+    );
+
+    expectExactlyOnce(report);
+    expect(report.deadLettered).to.equal(1);
+    expect(report.deadLetteredByReason).to.deep.equal({ expired: 1 });
+    expect(report.stored).to.equal(healthy.accepted.length);
+    expect(failedDoc.data()).to.include({ reason: "expired", tenant_id: poisonRecord.tenant_id });
+    expect(failedDoc.get("delivery_attempt")).to.be.greaterThan(1);
+    expect(attemptsAtDeadLetter).to.be.greaterThan(1);
+    expect(attemptsLater, "no redelivery after the poison was recorded").to.equal(
+      attemptsAtDeadLetter,
+    );
+    // Nothing else waited for it: every healthy record was stored at its first attempt, and
+    // before the poison's retries ran out (15 s for a few hundred records that take seconds).
+    expect(healthyDocs.every((doc) => doc.get("delivery_attempt") === 1)).to.equal(true);
+    expect(lastHealthy).to.be.below(deadLetteredAt);
+  });
+
+  it("loses nothing accepted when ingest and worker get SIGTERM under load", async () => {
+    const startedAt = Date.now();
+    const stack = await chaosStack("sigterm", { SIMULATED_WORK_MS_PER_CHAR: "0.05" });
+    const tenants = tenantsOf("sigterm", 3);
+    const records = 600;
+    const tracker = progress(records);
+    const running = load(stack, {
+      records,
+      tenants,
+      concurrency: 16,
+      ratePerSecond: 60,
+      // A client that sends its own log ids retries a request that got no definite answer.
+      retries: 3,
+      retryDelayMs: 1_000,
+      logIdPrefix: `sigterm-${RUN_ID}`,
+      seed: 8,
+      onOutcome: tracker.onOutcome,
+    });
+    // SIGTERM, then a new instance, as Cloud Run replaces an instance it scales in or moves.
+    const signals: string[] = [];
+    for (const [fraction, target] of [
+      [0.2, "ingest"],
+      [0.4, "worker"],
+      [0.6, "ingest"],
+      [0.8, "worker"],
+    ] as const) {
+      await tracker.reached(fraction);
+      await (target === "ingest" ? stack.restartIngest() : stack.restartWorker());
+      signals.push(target);
+    }
+    const loadReport = await running;
+    const report = await reconcileStack(stack, loadReport, tenants);
+    const cut = loadReport.outcomes.filter((outcome) => outcome.verdict === "in_doubt").length;
+    const refused = loadReport.outcomes.filter(
+      (outcome) => outcome.error === "ECONNREFUSED",
+    ).length;
+    await record(
+      "SIGTERM to ingest and worker",
+      stack,
+      [loadReport],
+      report,
+      startedAt,
+      `SIGTERM to ${signals.join(", ")}; ${cut} requests cut without a definite answer and ` +
+        `${refused} refused while ingest restarted, retried by the client`,
+    );
+
+    expectExactlyOnce(report);
+    expect(loadReport.accepted.length).to.be.at.least(records * 0.9);
+    expect((await stack.readLog("ingest")).match(/Serving function/g)).to.have.length(3);
+  });
+});

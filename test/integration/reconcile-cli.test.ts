@@ -1,0 +1,113 @@
+/**
+ * `npm run reconcile` as a user runs it: a real run's accepted list, checked against the
+ * Firestore emulator, then against a store that lost a record.
+ */
+import { expect } from "chai";
+import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { Firestore } from "@google-cloud/firestore";
+import { REPO_ROOT } from "../../scripts/lib/emulators";
+import { runLoad, toReconcileJsonl } from "../../scripts/lib/load-driver";
+import {
+  RUN_ID,
+  TEST_PROJECT,
+  type TestStack,
+  sharedEmulators,
+  startTestStack,
+} from "./support/stack";
+
+const run = promisify(execFile);
+
+interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+}
+
+async function reconcileCli(args: readonly string[]): Promise<CliResult> {
+  try {
+    const { stdout } = await run(
+      process.execPath,
+      ["--import", "tsx", path.join(REPO_ROOT, "scripts", "reconcile.ts"), ...args],
+      { cwd: REPO_ROOT, timeout: 60_000 },
+    );
+    return { code: 0, stdout };
+  } catch (error) {
+    const failed = error as { code?: unknown; stdout?: string };
+    return {
+      code: typeof failed.code === "number" ? failed.code : -1,
+      stdout: failed.stdout ?? "",
+    };
+  }
+}
+
+describe("npm run reconcile", function () {
+  this.timeout(120_000);
+  let stack: TestStack;
+  let firestore: Firestore;
+  let acceptedFile: string;
+  const tenants = [`recon-${RUN_ID}-a`, `recon-${RUN_ID}-b`];
+  const common = () => [
+    "--accepted",
+    acceptedFile,
+    "--project",
+    TEST_PROJECT,
+    "--firestore-host",
+    sharedEmulators().firestoreHost,
+  ];
+
+  before(async () => {
+    stack = await startTestStack("reconcile-cli", { AUTH_MODE: "disabled" });
+    firestore = new Firestore({ projectId: TEST_PROJECT });
+    const load = await runLoad({
+      url: stack.ingestUrl,
+      records: 60,
+      tenants,
+      concurrency: 8,
+      logIdPrefix: `recon-${RUN_ID}`,
+    });
+    expect(load.accepted).to.have.length(60);
+    acceptedFile = path.join(stack.logs.dir, "accepted.jsonl");
+    await writeFile(acceptedFile, toReconcileJsonl(load));
+  });
+
+  after(async () => {
+    await stack?.stop();
+    await firestore?.terminate();
+  });
+
+  it("waits for the run to drain and exits 0 when every 202 is stored once", async () => {
+    const result = await reconcileCli([
+      ...common(),
+      "--activity-file",
+      stack.logs.process,
+      "--quiet",
+      "2",
+      "--drain-timeout",
+      "60",
+      "--json",
+    ]);
+    expect(result.code, result.stdout).to.equal(0);
+    const { reconcile: report } = JSON.parse(result.stdout.trim()) as {
+      reconcile: Record<string, unknown>;
+    };
+    expect(report).to.include({ accepted: 60, stored: 60, missing: 0, duplicated: 0 });
+  });
+
+  it("exits 1 and names the record when one is missing", async () => {
+    const lost = `tenants/${tenants[0]}/processed_logs/recon-${RUN_ID}-0`;
+    await firestore.doc(lost).delete();
+    const result = await reconcileCli([...common(), "--no-wait"]);
+    expect(result.code, result.stdout).to.equal(1);
+    expect(result.stdout).to.match(/missing\s+1\b/);
+    expect(result.stdout).to.contain(`recon-${RUN_ID}-0`);
+  });
+
+  it("exits 2 on an accepted list it cannot read, rather than check less", async () => {
+    const broken = path.join(stack.logs.dir, "broken.jsonl");
+    await writeFile(broken, '{"tenant_id":"a","log_id":"1","text_sha256":"00"}\nnot json\n');
+    const result = await reconcileCli(["--accepted", broken, "--no-wait"]);
+    expect(result.code).to.equal(2);
+  });
+});

@@ -1,0 +1,44 @@
+import { expect } from "chai";
+import type { Firestore } from "@google-cloud/firestore";
+import { StoreTimeoutError, createFirestoreStore } from "../../../functions/src/lib/store";
+
+/** A Firestore whose every write waits forever, as the client does while the backend is down. */
+function unreachableFirestore(): Firestore {
+  const never = () => new Promise<never>(() => undefined);
+  return {
+    doc: () => ({ create: never, set: never, get: never }),
+  } as unknown as Firestore;
+}
+
+describe("createFirestoreStore", () => {
+  it("fails a write Firestore does not answer within the timeout, so the delivery is retried", async () => {
+    const store = createFirestoreStore(unreachableFirestore(), 50);
+    const started = Date.now();
+    const outcomes = await Promise.allSettled([
+      store.createProcessedLog({
+        tenant_id: "acme",
+        log_id: "l1",
+        source: "json_upload",
+        original_text: "t",
+        modified_data: "t",
+        redactions: { phone: 0, email: 0, card: 0, ssn: 0 },
+        text_sha256: "0".repeat(64),
+        received_at: new Date(),
+        message_id: "m1",
+        delivery_attempt: 1,
+      }),
+      store.recordDeadLetter({
+        message_id: "m1",
+        reason: "invalid_message",
+        detail: "d",
+        data_base64: "",
+        delivery_attempt: 1,
+      }),
+    ]);
+    expect(Date.now() - started).to.be.below(2_000);
+    for (const outcome of outcomes) {
+      expect(outcome.status).to.equal("rejected");
+      expect((outcome as PromiseRejectedResult).reason).to.be.instanceOf(StoreTimeoutError);
+    }
+  });
+});
