@@ -47,9 +47,10 @@ export interface SubscriptionPolicy {
   readonly minimumBackoffSeconds?: number;
   readonly maximumBackoffSeconds?: number;
   /**
-   * false: no retry policy, so the emulator redelivers a failed push after about 1 s. With one,
-   * the emulator (0.8.20) may never redeliver a message again after its second failed push
-   * (see docs/RELIABILITY.md); chaos runs, where messages fail many times, turn it off.
+   * Off by default: without a retry policy the emulator redelivers a failed push after about
+   * 1 s. With one, the emulator (0.8.20) stalls the subscription once pushes fail repeatedly:
+   * a chaos run with 20 % failures stored 533 of 3,000 accepted records and then nothing more
+   * (docs/RELIABILITY.md). Deployed, Eventarc's subscription has a retry policy (deploy.sh).
    */
   readonly retryPolicy?: boolean;
 }
@@ -58,7 +59,7 @@ const DEFAULT_POLICY: Required<SubscriptionPolicy> = {
   ackDeadlineSeconds: 60,
   minimumBackoffSeconds: 1,
   maximumBackoffSeconds: 10,
-  retryPolicy: true,
+  retryPolicy: false,
 };
 
 export interface StackOptions {

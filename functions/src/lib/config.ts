@@ -36,6 +36,8 @@ export interface Config {
   readonly processTimeoutSeconds: number;
   /** A Firestore call of the worker that takes longer fails the delivery, to be redelivered. */
   readonly storeTimeoutMs: number;
+  /** A record that fails this attempt is recorded in failed_logs (retries_exhausted) and acked. */
+  readonly maxDeliveryAttempts: number;
   /** Events older than this are recorded as failed and acked instead of retried. */
   readonly maxEventAgeSeconds: number;
   readonly authMode: AuthMode;
@@ -93,6 +95,8 @@ export function loadConfig(env: Env): Config {
     simulatedWorkMsPerChar: reader.number("SIMULATED_WORK_MS_PER_CHAR", 0, 0, 1_000),
     processTimeoutSeconds: reader.integer("PROCESS_TIMEOUT_SECONDS", 60, 1, 540),
     storeTimeoutMs: reader.integer("STORE_TIMEOUT_MS", 10_000, 100, 120_000),
+    // Pub/Sub allows a dead-letter policy of 5 to 100 attempts; locally, fewer keep tests short.
+    maxDeliveryAttempts: reader.integer("MAX_DELIVERY_ATTEMPTS", 10, isLocalStack ? 2 : 5, 100),
     maxEventAgeSeconds: reader.integer(
       "MAX_EVENT_AGE_SECONDS",
       6 * 60 * 60,

@@ -66,7 +66,13 @@ export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Pr
         ),
       );
     } else {
-      await Promise.all(decoded.message.records.map((record) => storeRecord(record, context)));
+      await Promise.all(
+        decoded.message.records.map((record) =>
+          storeRecord(record, context).catch((error: unknown) =>
+            giveUpOnLastAttempt(record, error, context),
+          ),
+        ),
+      );
     }
     deps.attempts.forget(delivery.messageId);
   } catch (error) {
@@ -134,6 +140,26 @@ async function storeRecord(record: PipelineRecord, context: AttemptContext): Pro
       `conflict-${textSha256.slice(0, 16)}`,
     );
   }
+}
+
+/**
+ * A transient failure is retried until the last attempt Pub/Sub would make before
+ * dead-lettering; then the record is kept in failed_logs, where its tenant can see it, and acked.
+ */
+async function giveUpOnLastAttempt(
+  record: PipelineRecord,
+  error: unknown,
+  context: AttemptContext,
+): Promise<void> {
+  if (context.attempt < context.deps.config.maxDeliveryAttempts) throw error;
+  // The error's name only: a message could quote the record.
+  const cause = error instanceof Error ? error.name : "unknown error";
+  await recordFailure(
+    salvage(record),
+    "retries_exhausted",
+    `Failed ${context.attempt} attempts (MAX_DELIVERY_ATTEMPTS); the last with ${cause}`,
+    context,
+  );
 }
 
 type SalvagedRecord = Pick<

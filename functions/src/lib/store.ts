@@ -22,7 +22,8 @@ export interface ProcessedLog {
   readonly delivery_attempt: number | null;
 }
 
-export type FailureReason = "invalid_message" | "expired" | "log_id_conflict" | "rejected_by_store";
+export type FailureReason =
+  "invalid_message" | "expired" | "log_id_conflict" | "rejected_by_store" | "retries_exhausted";
 
 export interface FailedLog {
   readonly tenant_id: string;

@@ -163,6 +163,40 @@ describe("processDelivery", () => {
     expect(store.processed.get("acme/123")?.delivery_attempt).to.equal(5);
   });
 
+  it("keeps a record failing its last attempt in failed_logs and acks, stores its neighbours", async () => {
+    const { deps, store } = setup({ MAX_DELIVERY_ATTEMPTS: "3", FAULT_POISON_MARKER: "poison" });
+    const message = delivery({
+      v: 1,
+      records: [record({ log_id: "bad", text: "a poison record" }), record({ log_id: "good" })],
+    });
+    for (let attempt = 1; attempt <= 2; attempt += 1) {
+      let thrown: unknown;
+      await processDelivery(message, deps).catch((error: unknown) => (thrown = error));
+      expect(thrown, `attempt ${attempt}`).to.be.instanceOf(InjectedFault);
+    }
+    await processDelivery(message, deps);
+    expect(store.failed.get("acme/bad")).to.include({
+      reason: "retries_exhausted",
+      delivery_attempt: 3,
+      original_text: "a poison record",
+    });
+    expect(store.failed.get("acme/bad")?.detail).to.match(/Failed 3 attempts.*InjectedFault/);
+    expect([...store.processed.keys()]).to.deep.equal(["acme/good"]);
+  });
+
+  it("still throws on the last attempt when the failure cannot even be recorded", async () => {
+    const { deps, store } = setup({ MAX_DELIVERY_ATTEMPTS: "2" });
+    store.failNextWritesWith = { code: 14 };
+    store.recordFailedLog = async () => {
+      throw Object.assign(new Error("unavailable"), { code: 14 });
+    };
+    const message = delivery({ v: 1, records: [record()] }, { deliveryAttempt: 2 });
+    let thrown: unknown;
+    await processDelivery(message, deps).catch((error: unknown) => (thrown = error));
+    expect(thrown).to.be.instanceOf(Error);
+    expect(store.failed.size).to.equal(0);
+  });
+
   it("records a document Firestore refuses (INVALID_ARGUMENT) as failed and acks", async () => {
     const { deps, store } = setup();
     store.failNextWritesWith = { code: 3 };
