@@ -13,7 +13,7 @@ import { isLogId, isTenantId } from "./ids";
 import { errorFields, type Logger } from "./logger";
 import { redact } from "./redaction";
 import type { PipelineMessage, PipelineRecord, RecordSource, Validators } from "./schema";
-import type { FailedLog, FailureReason, RecordStore } from "./store";
+import type { CreateResult, FailedLog, FailureReason, ProcessedLog, RecordStore } from "./store";
 
 /** What the trigger knows about one delivery of a Pub/Sub message. */
 export interface Delivery {
@@ -66,13 +66,7 @@ export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Pr
         ),
       );
     } else {
-      await Promise.all(
-        decoded.message.records.map((record) =>
-          storeRecord(record, context).catch((error: unknown) =>
-            giveUpOnLastAttempt(record, error, context),
-          ),
-        ),
-      );
+      await storeRecords(decoded.message.records, context);
     }
     deps.attempts.forget(delivery.messageId);
   } catch (error) {
@@ -86,49 +80,87 @@ export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Pr
   }
 }
 
-async function storeRecord(record: PipelineRecord, context: AttemptContext): Promise<void> {
+/**
+ * Prepares every record (work, redaction, fault point), creates the ready ones in one round of
+ * writes, then settles each on its own: one record's failure never hides another's result.
+ */
+async function storeRecords(
+  records: readonly PipelineRecord[],
+  context: AttemptContext,
+): Promise<void> {
+  const prepared = await Promise.allSettled(records.map((record) => prepare(record, context)));
+  const ready = prepared.flatMap((result, index) =>
+    result.status === "fulfilled"
+      ? [{ record: records[index] as PipelineRecord, log: result.value }]
+      : [],
+  );
+  let results: readonly CreateResult[] = [];
+  if (ready.length > 0) {
+    try {
+      results = await context.deps.store.createProcessedLogs(ready.map(({ log }) => log));
+    } catch (error) {
+      results = ready.map(() => ({ error }));
+    }
+  }
+  await Promise.all([
+    ...prepared.flatMap((result, index) =>
+      result.status === "rejected"
+        ? [giveUpOnLastAttempt(records[index] as PipelineRecord, result.reason, context)]
+        : [],
+    ),
+    ...ready.map(({ record, log }, index) =>
+      settle(record, log, results[index] as CreateResult, context).catch((error: unknown) =>
+        giveUpOnLastAttempt(record, error, context),
+      ),
+    ),
+  ]);
+}
+
+async function prepare(record: PipelineRecord, context: AttemptContext): Promise<ProcessedLog> {
   const { deps, delivery, attempt, faults } = context;
+  if (deps.config.simulatedWorkMsPerChar > 0) {
+    await deps.sleep(record.text.length * deps.config.simulatedWorkMsPerChar);
+  }
+  const redaction = redact(record.text);
+  faults.beforeWrite(record.text);
+  return {
+    tenant_id: record.tenant_id,
+    log_id: record.log_id,
+    source: record.source,
+    original_text: record.text,
+    modified_data: redaction.text,
+    redactions: redaction.counts,
+    text_sha256: sha256(record.text),
+    received_at: new Date(record.received_at),
+    message_id: delivery.messageId,
+    delivery_attempt: attempt,
+  };
+}
+
+async function settle(
+  record: PipelineRecord,
+  log: ProcessedLog,
+  result: CreateResult,
+  context: AttemptContext,
+): Promise<void> {
+  const { deps, delivery, attempt } = context;
   const ids = {
     tenant_id: record.tenant_id,
     log_id: record.log_id,
     message_id: delivery.messageId,
     attempt,
   };
-  if (deps.config.simulatedWorkMsPerChar > 0) {
-    await deps.sleep(record.text.length * deps.config.simulatedWorkMsPerChar);
-  }
-  const redaction = redact(record.text);
-  const textSha256 = sha256(record.text);
-  faults.beforeWrite(record.text);
-
-  let outcome;
-  try {
-    outcome = await deps.store.createProcessedLog({
-      tenant_id: record.tenant_id,
-      log_id: record.log_id,
-      source: record.source,
-      original_text: record.text,
-      modified_data: redaction.text,
-      redactions: redaction.counts,
-      text_sha256: textSha256,
-      received_at: new Date(record.received_at),
-      message_id: delivery.messageId,
-      delivery_attempt: attempt,
-    });
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== INVALID_ARGUMENT) throw error;
+  if ("error" in result) {
+    if ((result.error as { code?: unknown }).code !== INVALID_ARGUMENT) throw result.error;
     await recordFailure(
       salvage(record),
       "rejected_by_store",
       "Firestore refused the document",
       context,
     );
-    return;
-  }
-
-  if (outcome.created) {
+  } else if (result.created) {
     deps.logger.info("record stored", ids);
-  } else if (outcome.existingSha256 === textSha256) {
+  } else if (result.existingSha256 === log.text_sha256) {
     deps.logger.info("record already stored; duplicate delivery ignored", ids);
   } else {
     // First write wins; the later version is kept beside it for the tenant to resolve.
@@ -137,7 +169,7 @@ async function storeRecord(record: PipelineRecord, context: AttemptContext): Pro
       "log_id_conflict",
       "A record with this log_id and different text is already stored",
       context,
-      `conflict-${textSha256.slice(0, 16)}`,
+      `conflict-${log.text_sha256.slice(0, 16)}`,
     );
   }
 }

@@ -10,6 +10,7 @@ import {
 } from "../../../functions/src/lib/process-handler";
 import { compileValidators, type PipelineRecord } from "../../../functions/src/lib/schema";
 import type {
+  CreateResult,
   DeadLetter,
   FailedLog,
   ProcessedLog,
@@ -24,15 +25,20 @@ class MemoryStore implements RecordStore {
   failNextWritesWith: { code: number } | undefined;
   createCalls = 0;
 
-  async createProcessedLog(log: ProcessedLog) {
-    this.createCalls += 1;
-    if (this.failNextWritesWith)
-      throw Object.assign(new Error("store error"), this.failNextWritesWith);
-    const key = `${log.tenant_id}/${log.log_id}`;
-    const existing = this.processed.get(key);
-    if (existing) return { created: false as const, existingSha256: existing.text_sha256 };
-    this.processed.set(key, log);
-    return { created: true as const };
+  async createProcessedLogs(logs: readonly ProcessedLog[]): Promise<CreateResult[]> {
+    if (this.failNextWritesWith) {
+      this.createCalls += logs.length;
+      const error = Object.assign(new Error("store error"), this.failNextWritesWith);
+      return logs.map(() => ({ error }));
+    }
+    return logs.map((log) => {
+      this.createCalls += 1;
+      const key = `${log.tenant_id}/${log.log_id}`;
+      const existing = this.processed.get(key);
+      if (existing) return { created: false as const, existingSha256: existing.text_sha256 };
+      this.processed.set(key, log);
+      return { created: true as const };
+    });
   }
   async recordFailedLog(failed: FailedLog, variant?: string) {
     this.failed.set(`${failed.tenant_id}/${failed.log_id}${variant ? `.${variant}` : ""}`, failed);

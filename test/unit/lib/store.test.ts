@@ -6,7 +6,8 @@ import { StoreTimeoutError, createFirestoreStore } from "../../../functions/src/
 function unreachableFirestore(): Firestore {
   const never = () => new Promise<never>(() => undefined);
   return {
-    doc: () => ({ create: never, set: never, get: never }),
+    doc: (path: string) => ({ path, set: never }),
+    bulkWriter: () => ({ create: never, close: never, onWriteError: () => undefined }),
   } as unknown as Firestore;
 }
 
@@ -15,18 +16,20 @@ describe("createFirestoreStore", () => {
     const store = createFirestoreStore(unreachableFirestore(), 50);
     const started = Date.now();
     const outcomes = await Promise.allSettled([
-      store.createProcessedLog({
-        tenant_id: "acme",
-        log_id: "l1",
-        source: "json_upload",
-        original_text: "t",
-        modified_data: "t",
-        redactions: { phone: 0, email: 0, card: 0, ssn: 0 },
-        text_sha256: "0".repeat(64),
-        received_at: new Date(),
-        message_id: "m1",
-        delivery_attempt: 1,
-      }),
+      store.createProcessedLogs([
+        {
+          tenant_id: "acme",
+          log_id: "l1",
+          source: "json_upload",
+          original_text: "t",
+          modified_data: "t",
+          redactions: { phone: 0, email: 0, card: 0, ssn: 0 },
+          text_sha256: "0".repeat(64),
+          received_at: new Date(),
+          message_id: "m1",
+          delivery_attempt: 1,
+        },
+      ]),
       store.recordDeadLetter({
         message_id: "m1",
         reason: "invalid_message",
