@@ -16,7 +16,7 @@
  *   retries, and every 202 stored.
  */
 import { expect } from "chai";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Firestore } from "@google-cloud/firestore";
 import type { Emulator } from "../../scripts/lib/emulators";
@@ -42,6 +42,7 @@ import {
   RUN_ID,
   TEST_PROJECT,
   type TestStack,
+  logEntries,
   pollUntil,
   sharedEmulators,
   startTestStack,
@@ -56,18 +57,6 @@ const CHAOS_COMMAND =
   "test/integration/chaos.test.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The structured lines of a function's log; the framework's own lines are not JSON. */
-async function logEntries(file: string): Promise<Record<string, unknown>[]> {
-  return (await readFile(file, "utf8")).split("\n").flatMap((line) => {
-    try {
-      const entry: unknown = JSON.parse(line);
-      return typeof entry === "object" && entry !== null ? [entry as Record<string, unknown>] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 
 interface ScenarioFigures {
   readonly scenario: string;

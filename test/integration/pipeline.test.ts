@@ -4,25 +4,12 @@
  */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { Firestore } from "@google-cloud/firestore";
 import { PubSub } from "@google-cloud/pubsub";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { startTestStack, type TestStack } from "./support/stack";
+import { logEntries, startTestStack, type TestStack } from "./support/stack";
 
 const runId = randomUUID().slice(0, 8);
-
-/** The structured lines of a function's log; the framework's own lines are not JSON. */
-async function logEntries(file: string): Promise<Record<string, unknown>[]> {
-  return (await readFile(file, "utf8")).split("\n").flatMap((line) => {
-    try {
-      const entry: unknown = JSON.parse(line);
-      return typeof entry === "object" && entry !== null ? [entry as Record<string, unknown>] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 
 async function waitFor<T>(
   read: () => Promise<T | undefined>,

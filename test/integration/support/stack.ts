@@ -2,6 +2,7 @@
  * Test stacks on the run's shared emulators: each suite starts its own pair of functions on
  * free ports, with its own topic and push subscription, and stops them in its `after` hook.
  */
+import { readFile } from "node:fs/promises";
 import { type Stack, type StackOptions, startStack } from "../../../scripts/lib/stack";
 import { RUN_ID, atRunEnd, sharedEmulators } from "./hooks";
 
@@ -44,4 +45,16 @@ export async function startTestStack(
   });
   atRunEnd(() => stack.stop());
   return stack;
+}
+
+/** The structured lines of a function's log; the framework's own lines are not JSON. */
+export async function logEntries(file: string): Promise<Record<string, unknown>[]> {
+  return (await readFile(file, "utf8")).split("\n").flatMap((line) => {
+    try {
+      const entry: unknown = JSON.parse(line);
+      return typeof entry === "object" && entry !== null ? [entry as Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
 }
