@@ -153,6 +153,7 @@ validate_config() {
   (($(cfg PROCESS_TIMEOUT_SECONDS) <= $(cfg ACK_DEADLINE_SECONDS))) ||
     plan_config_error "PROCESS_TIMEOUT_SECONDS ($(cfg PROCESS_TIMEOUT_SECONDS)) must not exceed" \
       "ACK_DEADLINE_SECONDS ($(cfg ACK_DEADLINE_SECONDS)), or Pub/Sub redelivers events still running"
+  require_match NODE_OPTIONS '^--max-old-space-size=[0-9]+$' "--max-old-space-size=<MiB>"
   require_match AUTH_MODE '^(api_key|disabled)$' "api_key or disabled"
   for name in "${PLAN_RUNTIME_VARS[@]}"; do
     [[ $(cfg "$name") != *[,$'\n']* ]] || plan_config_error "$name must not contain a comma"
@@ -172,6 +173,7 @@ runtime_env_pairs() {
   for name in "${PLAN_RUNTIME_VARS[@]}"; do
     printf '%s=%s\n' "$name" "$(cfg "$name")"
   done
+  printf 'NODE_OPTIONS=%s\n' "$(cfg NODE_OPTIONS)"
 }
 ENV_VARS=$(runtime_env_pairs | paste -sd, -)
 

@@ -30,6 +30,8 @@ const FRAMEWORK_MAIN = path.join(
   "src",
   "main.js",
 );
+/** The NODE_OPTIONS of deploy/config.env, so the functions' memory here is what it is deployed. */
+export const FUNCTION_HEAP_LIMIT = "--max-old-space-size=128";
 const DEFAULT_FUNCTIONS_SOURCE = path.join(REPO_ROOT, "functions", "lib");
 const ADMIN_TIMEOUT_MS = 10_000;
 
@@ -191,6 +193,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         command: process.execPath,
         args: [
           "--enable-source-maps",
+          FUNCTION_HEAP_LIMIT,
           FRAMEWORK_MAIN,
           `--target=${target}`,
           `--signature-type=${signature}`,

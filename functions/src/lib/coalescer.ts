@@ -51,8 +51,9 @@ export function createCoalescingQueue(
   let waiting: Waiting[] = [];
   let waitingBytes = MESSAGE_OVERHEAD_BYTES;
   let timer: NodeJS.Timeout | undefined;
+  let publishing = 0;
 
-  const flush = () => {
+  const flush = (): void => {
     clearTimeout(timer);
     timer = undefined;
     const batch = waiting;
@@ -60,10 +61,18 @@ export function createCoalescingQueue(
     waitingBytes = MESSAGE_OVERHEAD_BYTES;
     if (batch.length === 0) return;
     const records = batch.map((entry) => entry.record);
-    publisher.publish(encodeMessage(records), messageAttributes(records)).then(
-      (messageId) => batch.forEach((entry) => entry.resolve(messageId)),
-      (error: unknown) => batch.forEach((entry) => entry.reject(error)),
-    );
+    publishing += 1;
+    publisher
+      .publish(encodeMessage(records), messageAttributes(records))
+      .then(
+        (messageId) => batch.forEach((entry) => entry.resolve(messageId)),
+        (error: unknown) => batch.forEach((entry) => entry.reject(error)),
+      )
+      .finally(() => {
+        publishing -= 1;
+        // Group commit: what gathered while Pub/Sub was busy goes out as soon as it is free.
+        if (publishing === 0 && waiting.length > 0) flush();
+      });
   };
 
   const add = (record: EncodedRecord) =>
@@ -80,7 +89,9 @@ export function createCoalescingQueue(
   return {
     enqueue(record) {
       const messageId = add(record);
-      if (options.windowMs === 0) flush();
+      // A record that finds Pub/Sub idle has nothing to wait for; under load, records gather
+      // while a publish is in flight, for at most the window.
+      if (options.windowMs === 0 || publishing === 0) flush();
       else timer ??= setTimeout(flush, options.windowMs);
       return messageId;
     },

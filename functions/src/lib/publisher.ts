@@ -20,8 +20,9 @@ export interface PublishBounds {
 
 export function createTopicPublisher(pubsub: PubSub, topicName: string, bounds: PublishBounds) {
   const topic: Topic = pubsub.topic(topicName, {
-    // A short batching window: requests wait for the ack, so batching time is latency.
-    batching: { maxMessages: 100, maxMilliseconds: 2 },
+    // The coalescing queue already packs records into messages; batching here again would
+    // only add its wait to every request.
+    batching: { maxMessages: 1 },
     // Let the client give up on its own retries at the same bound ingest answers by.
     gaxOpts: { timeout: bounds.publishTimeoutMs },
   });

@@ -27,6 +27,24 @@ function recordingPublisher(fail = false) {
   return { publisher, sent };
 }
 
+/** A publisher whose publishes stay in flight until the test acknowledges them. */
+function manualPublisher() {
+  const sent: { logIds: string[]; attributes: Record<string, string> }[] = [];
+  const pending: Array<(messageId: string) => void> = [];
+  const publisher: MessagePublisher = {
+    publish(data, attributes) {
+      const message = JSON.parse(data.toString("utf8")) as { records: { log_id: string }[] };
+      sent.push({ logIds: message.records.map((entry) => entry.log_id), attributes });
+      const messageId = `m${sent.length}`;
+      return new Promise((resolve) => pending.push(() => resolve(messageId)));
+    },
+  };
+  const acknowledge = (index: number) => pending[index]?.("");
+  return { publisher, sent, acknowledge };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
 describe("createCoalescingQueue", () => {
   it("sends each record alone when the window is 0", async () => {
     const { publisher, sent } = recordingPublisher();
@@ -39,20 +57,45 @@ describe("createCoalescingQueue", () => {
     });
   });
 
-  it("packs records that arrive within the window into one message", async () => {
+  it("sends a record at once when nothing is being published", async () => {
     const { publisher, sent } = recordingPublisher();
+    const queue = createCoalescingQueue(publisher, { windowMs: 50, maxMessageBytes: 10_000 });
+    const id = queue.enqueue(record("a"));
+    expect(sent.map((message) => message.logIds)).to.deep.equal([["a"]]);
+    expect(await id).to.equal("m1");
+  });
+
+  it("packs records that arrive while a publish is in flight into the next message", async () => {
+    const { publisher, sent, acknowledge } = manualPublisher();
+    const queue = createCoalescingQueue(publisher, { windowMs: 50, maxMessageBytes: 10_000 });
+    const first = queue.enqueue(record("a"));
+    const later = ["b", "c", "d"].map((id) => queue.enqueue(record(id)));
+    expect(sent.map((message) => message.logIds)).to.deep.equal([["a"]]);
+    acknowledge(0);
+    expect(await first).to.equal("m1");
+    await tick();
+    expect(sent.map((message) => message.logIds)).to.deep.equal([["a"], ["b", "c", "d"]]);
+    expect(sent[1]?.attributes).to.deep.equal({ records: "3" });
+    acknowledge(1);
+    expect(await Promise.all(later)).to.deep.equal(["m2", "m2", "m2"]);
+  });
+
+  it("sends what gathered after the window even while a publish still hangs", async () => {
+    const { publisher, sent } = manualPublisher();
     const queue = createCoalescingQueue(publisher, { windowMs: 5, maxMessageBytes: 10_000 });
-    const ids = await Promise.all(["a", "b", "c"].map((id) => queue.enqueue(record(id))));
-    expect(ids).to.deep.equal(["m1", "m1", "m1"]);
-    expect(sent).to.deep.equal([{ logIds: ["a", "b", "c"], attributes: { records: "3" } }]);
+    void queue.enqueue(record("a"));
+    void queue.enqueue(record("b"));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(sent.map((message) => message.logIds)).to.deep.equal([["a"], ["b"]]);
   });
 
   it("starts a new message before one would pass the byte limit", async () => {
-    const { publisher, sent } = recordingPublisher();
+    const { publisher, sent } = manualPublisher();
     const big = (id: string) => record(id, "y".repeat(400));
     const queue = createCoalescingQueue(publisher, { windowMs: 5, maxMessageBytes: 1_000 });
-    await Promise.all(["a", "b", "c"].map((id) => queue.enqueue(big(id))));
-    expect(sent.map((message) => message.logIds)).to.deep.equal([["a", "b"], ["c"]]);
+    ["a", "b", "c", "d"].forEach((id) => void queue.enqueue(big(id)));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(sent.map((message) => message.logIds)).to.deep.equal([["a"], ["b", "c"], ["d"]]);
   });
 
   it("sends a batch at once, split at the limits", async () => {

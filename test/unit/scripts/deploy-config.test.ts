@@ -4,6 +4,7 @@
  * production. This keeps the three places in step.
  */
 import { expect } from "chai";
+import { FUNCTION_HEAP_LIMIT } from "../../../scripts/lib/stack";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
@@ -31,5 +32,10 @@ describe("deployment settings", () => {
       .map((line) => /^([A-Z_]+)=/.exec(line)?.[1])
       .filter((key): key is string => key !== undefined);
     expect(keys).to.include.members(configVariables());
+  });
+
+  it("runs the local functions with the heap limit they are deployed with", () => {
+    const deployed = /^NODE_OPTIONS=(.*)$/m.exec(read("deploy/config.env"))?.[1];
+    expect(deployed).to.equal(FUNCTION_HEAP_LIMIT);
   });
 });
