@@ -187,6 +187,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       RDP_LOCAL_STACK: "true",
       ...options.env,
     };
+    const profileDir = process.env.RDP_CPU_PROF;
     const functionProcess = (target: string, signature: "http" | "cloudevent", port: number) =>
       new ManagedProcess({
         name: `${target} function`,
@@ -194,6 +195,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         args: [
           "--enable-source-maps",
           FUNCTION_HEAP_LIMIT,
+          // RDP_CPU_PROF=<dir>: a V8 CPU profile of each function, written when it stops.
+          ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
           FRAMEWORK_MAIN,
           `--target=${target}`,
           `--signature-type=${signature}`,
