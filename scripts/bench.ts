@@ -21,7 +21,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { REPO_ROOT } from "./lib/emulators";
+import { REPO_ROOT, emulatorFirestore } from "./lib/emulators";
 import { startStack, type Stack } from "./lib/stack";
 import {
   measureFirestoreCeilings,
@@ -41,7 +41,6 @@ import {
   type BenchResult,
   type MachineInfo,
 } from "./lib/bench/report";
-import { emulatorFirestore } from "./lib/bench/tenants";
 
 const PROJECT = "demo-rdp-bench";
 /** The single-record target: 50,000 records a minute. */

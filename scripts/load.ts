@@ -22,7 +22,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { FieldPath, Firestore } from "@google-cloud/firestore";
-import { REPO_ROOT } from "./lib/emulators";
+import { REPO_ROOT, emulatorFirestore } from "./lib/emulators";
 import {
   DEFAULT_QUIET_MS,
   type DrainOptions,
@@ -42,7 +42,7 @@ import {
 import { type Stack, type StackOptions, startStack } from "./lib/stack";
 import { recordText } from "./lib/bench/payloads";
 import { runSingleLoad } from "./lib/bench/single-driver";
-import { emulatorFirestore, seedTenantKeys, tenantIds } from "./lib/bench/tenants";
+import { seedTenantKeys, tenantIds } from "./lib/bench/tenants";
 
 const PROJECT = "demo-rdp-load";
 const LOAD_DIR = path.join(REPO_ROOT, "load");

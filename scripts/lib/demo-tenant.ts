@@ -9,9 +9,8 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { REPO_ROOT } from "./emulators";
+import { REPO_ROOT, emulatorFirestore } from "./emulators";
 
 export const DEMO_TENANT_ID = "acme";
 export const DEMO_KEY_LABEL = "demo";
@@ -30,23 +29,5 @@ export async function seedDemoTenant(env: {
     return { tenantId: created.tenant_id, apiKey: created.key };
   } finally {
     await firestore.terminate();
-  }
-}
-
-/**
- * A client of the given emulator whatever this process's environment says. The library lets
- * FIRESTORE_EMULATOR_HOST override any host passed in settings, and reads it only in the
- * constructor, so it is pointed at the stack's emulator for that call alone. `ssl: false`
- * marks an emulator connection: the library then sends the emulator's admin token and never
- * looks for Google credentials, so this can never reach a real project.
- */
-function emulatorFirestore(projectId: string, firestoreHost: string): Firestore {
-  const previous = process.env.FIRESTORE_EMULATOR_HOST;
-  process.env.FIRESTORE_EMULATOR_HOST = firestoreHost;
-  try {
-    return new Firestore({ projectId, host: firestoreHost, ssl: false });
-  } finally {
-    if (previous === undefined) delete process.env.FIRESTORE_EMULATOR_HOST;
-    else process.env.FIRESTORE_EMULATOR_HOST = previous;
   }
 }

@@ -14,6 +14,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { Firestore } from "@google-cloud/firestore";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
 export const LOOPBACK = "127.0.0.1";
@@ -683,4 +684,22 @@ function writeAtomically(target: string, content: string, mode: number): void {
 
 function shortHash(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
+}
+
+/**
+ * A client of the given emulator whatever this process's environment says. The library lets
+ * FIRESTORE_EMULATOR_HOST override any host passed in settings, and reads it only in the
+ * constructor, so it is pointed at the stack's emulator for that call alone. `ssl: false`
+ * marks an emulator connection: the library then sends the emulator's admin token and never
+ * looks for Google credentials, so this can never reach a real project.
+ */
+export function emulatorFirestore(projectId: string, firestoreHost: string): Firestore {
+  const previous = process.env.FIRESTORE_EMULATOR_HOST;
+  process.env.FIRESTORE_EMULATOR_HOST = firestoreHost;
+  try {
+    return new Firestore({ projectId, host: firestoreHost, ssl: false });
+  } finally {
+    if (previous === undefined) delete process.env.FIRESTORE_EMULATOR_HOST;
+    else process.env.FIRESTORE_EMULATOR_HOST = previous;
+  }
 }

@@ -20,7 +20,7 @@ import {
   waitUntilReady,
 } from "./emulators";
 
-const FRAMEWORK_MAIN = path.join(
+export const FRAMEWORK_MAIN = path.join(
   REPO_ROOT,
   "functions",
   "node_modules",

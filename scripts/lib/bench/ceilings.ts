@@ -18,23 +18,17 @@ import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { LOOPBACK, ManagedProcess, childEnv, freePort, sleep, waitUntilReady } from "../emulators";
-import { emulatorFirestore } from "./tenants";
+import {
+  LOOPBACK,
+  ManagedProcess,
+  childEnv,
+  emulatorFirestore,
+  freePort,
+  sleep,
+  waitUntilReady,
+} from "../emulators";
+import { FRAMEWORK_MAIN } from "../stack";
 import { ratePerSecond, steadyRate } from "./stats";
-
-const FRAMEWORK_MAIN = path.resolve(
-  __dirname,
-  "..",
-  "..",
-  "..",
-  "functions",
-  "node_modules",
-  "@google-cloud",
-  "functions-framework",
-  "build",
-  "src",
-  "main.js",
-);
 
 export interface CeilingOptions {
   readonly project: string;
