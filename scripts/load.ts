@@ -21,23 +21,18 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { FieldPath, Firestore } from "@google-cloud/firestore";
+import { Firestore } from "@google-cloud/firestore";
 import { REPO_ROOT, emulatorFirestore } from "./lib/emulators";
 import {
   DEFAULT_QUIET_MS,
-  type DrainOptions,
   type ParsedRecords,
-  type ReconcileInput,
   type ReconcileReport,
-  type StoredDocument,
-  expectedDocumentCount,
+  countDocuments,
   fileSizeActivity,
   formatReport,
   parseRecordsJsonl,
-  reconcile,
   reconcileRun,
   sha256Hex,
-  waitForDrain,
 } from "./lib/reconcile";
 import { type Stack, type StackOptions, startStack } from "./lib/stack";
 import { recordText } from "./lib/bench/payloads";
@@ -201,57 +196,6 @@ async function warmUp(stack: Stack, runId: string): Promise<void> {
     logIdPrefix: `${runId}-warmup`,
     textOf: (index) => recordText(index, 1),
   });
-}
-
-/**
- * A deployed tenant holds other runs' documents too, so there the check covers only this run's
- * documents: every log id of a run starts with its run id (see load/processor.cjs).
- */
-interface RunScope {
-  count(): Promise<number>;
-  read(): Promise<StoredDocument[]>;
-}
-
-function runScope(firestore: Firestore, tenants: readonly string[], runId: string): RunScope {
-  const queries = tenants.flatMap((tenant) =>
-    (["processed_logs", "failed_logs"] as const).map((collection) => ({
-      tenant,
-      collection,
-      query: firestore
-        .collection(`tenants/${tenant}/${collection}`)
-        .where(FieldPath.documentId(), ">=", runId)
-        .where(FieldPath.documentId(), "<", `${runId}\uffff`),
-    })),
-  );
-  return {
-    count: async () => {
-      const counts = await Promise.all(queries.map(({ query }) => query.count().get()));
-      return counts.reduce((sum, snapshot) => sum + snapshot.data().count, 0);
-    },
-    read: async () => {
-      const lists = await Promise.all(
-        queries.map(async ({ tenant, collection, query }) =>
-          (await query.get()).docs.map((doc): StoredDocument => ({
-            path: doc.ref.path,
-            collection,
-            tenant,
-            id: doc.id,
-            data: doc.data(),
-          })),
-        ),
-      );
-      return lists.flat();
-    },
-  };
-}
-
-async function reconcileScoped(
-  scope: RunScope,
-  input: ReconcileInput,
-  options: Pick<DrainOptions, "timeoutMs" | "quietMs" | "onProgress">,
-): Promise<ReconcileReport> {
-  const drain = await waitForDrain(() => scope.count(), expectedDocumentCount(input), options);
-  return reconcile(input, await scope.read(), { drain, deadLetters: null });
 }
 
 interface ArtilleryAggregate {
@@ -421,28 +365,28 @@ async function main(argv: readonly string[]): Promise<number> {
     } else {
       try {
         const tenantList = tenants.map((t) => t.tenant_id);
-        const scope = stack ? undefined : runScope(firestore, tenantList, runId);
+        // A deployed tenant holds other runs' documents too: only this run's are checked there.
+        const logIdPrefix = stack ? undefined : runId;
         // A deployed project: fail fast (and skip) when Firestore cannot be read at all.
-        if (scope) await scope.count();
+        if (!stack) await countDocuments(firestore, tenantList, logIdPrefix);
         console.log(
           `Waiting for the pipeline to drain ${records.accepted.length} accepted records...`,
         );
-        const drainOptions = {
-          timeoutMs: options.drainTimeoutMs,
-          quietMs: options.quietMs,
-          onProgress: (documents: number, expected: number) => {
-            if (documents >= expected && drainSeconds === undefined) {
-              drainSeconds = (Date.now() - loadEnded) / 1000;
-            }
+        report = await reconcileRun(
+          firestore,
+          { ...records, tenants: tenantList },
+          {
+            timeoutMs: options.drainTimeoutMs,
+            quietMs: options.quietMs,
+            logIdPrefix,
+            ...(stack ? { activity: fileSizeActivity([stack.logs.process]) } : {}),
+            onProgress: (documents: number, expected: number) => {
+              if (documents >= expected && drainSeconds === undefined) {
+                drainSeconds = (Date.now() - loadEnded) / 1000;
+              }
+            },
           },
-        };
-        const input = { ...records, tenants: tenantList };
-        report = scope
-          ? await reconcileScoped(scope, input, drainOptions)
-          : await reconcileRun(firestore, input, {
-              ...drainOptions,
-              activity: fileSizeActivity([(stack as Stack).logs.process]),
-            });
+        );
       } catch (error) {
         if (stack) throw error;
         note = `reconciliation SKIPPED: Firestore of ${options.project} not readable (${(error as Error).message.split("\n")[0]})`;

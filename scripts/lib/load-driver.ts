@@ -15,6 +15,7 @@
  * chaos tests, the load scenarios and a shell run against a deployed URL use it alike.
  */
 import fs from "node:fs";
+import { PII, seededRandom } from "./bench/payloads";
 import { type ExpectedRecord, sha256Hex } from "./reconcile";
 
 export { type ExpectedRecord, sha256Hex } from "./reconcile";
@@ -149,7 +150,7 @@ export class LoadGate {
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   if (options.tenants.length === 0) throw new Error("runLoad needs at least one tenant");
   if (!(options.concurrency >= 1)) throw new Error("runLoad needs a concurrency of at least 1");
-  const random = mulberry32(options.seed ?? 1);
+  const random = seededRandom(options.seed ?? 1);
   const plan = Array.from({ length: options.records }, (_, index): PlannedRecord => {
     const kind: RecordKind = random() < (options.jsonShare ?? 0.5) ? "json" : "text";
     const text = options.textOf?.(index) ?? generatedText(index, random);
@@ -380,12 +381,6 @@ const WORDS = [
   "✓",
   "🚀",
 ];
-const PII = [
-  (n: number) => `contact jane.doe${n}@example.com`,
-  (n: number) => `call 555-${String(1000 + (n % 9000)).padStart(4, "0")}`,
-  () => "card 4111 1111 1111 1111",
-  (n: number) => `ssn 123-45-${String(1000 + (n % 9000)).padStart(4, "0")}`,
-];
 
 function generatedText(index: number, random: () => number): string {
   const target = 20 + Math.floor(random() * 380);
@@ -400,18 +395,6 @@ function generatedText(index: number, random: () => number): string {
     length += part.length + 1;
   }
   return parts.join(" ");
-}
-
-/** A tiny deterministic PRNG (public domain), enough for repeatable load plans. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function delay(ms: number): Promise<void> {

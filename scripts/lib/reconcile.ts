@@ -26,7 +26,7 @@
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import type { Firestore } from "@google-cloud/firestore";
+import { FieldPath, type Firestore } from "@google-cloud/firestore";
 
 export interface ExpectedRecord {
   readonly tenant_id: string;
@@ -443,17 +443,35 @@ const FIELDS = [
 ];
 const COLLECTIONS: readonly LogCollection[] = ["processed_logs", "failed_logs"];
 
-/** Documents in the tenants' processed_logs and failed_logs. */
-export async function countDocuments(firestore: Firestore, tenants: readonly string[]) {
+/**
+ * The tenants' processed_logs and failed_logs; with `logIdPrefix`, only the documents whose id
+ * starts with it. A deployed tenant holds other runs' documents too, and every log id of a load
+ * run starts with its run id (see load/processor.cjs).
+ */
+function logQueries(firestore: Firestore, tenants: readonly string[], logIdPrefix?: string) {
+  return tenants.flatMap((tenant) =>
+    COLLECTIONS.map((collection) => {
+      const all = firestore.collection(`tenants/${tenant}/${collection}`);
+      const query =
+        logIdPrefix === undefined
+          ? all
+          : all
+              .where(FieldPath.documentId(), ">=", logIdPrefix)
+              .where(FieldPath.documentId(), "<", `${logIdPrefix}\uffff`);
+      return { tenant, collection, query };
+    }),
+  );
+}
+
+/** Documents in the tenants' processed_logs and failed_logs (see logQueries). */
+export async function countDocuments(
+  firestore: Firestore,
+  tenants: readonly string[],
+  logIdPrefix?: string,
+): Promise<number> {
   const counts = await Promise.all(
-    tenants.flatMap((tenant) =>
-      COLLECTIONS.map(async (collection) => {
-        const snapshot = await firestore
-          .collection(`tenants/${tenant}/${collection}`)
-          .count()
-          .get();
-        return snapshot.data().count;
-      }),
+    logQueries(firestore, tenants, logIdPrefix).map(
+      async ({ query }) => (await query.count().get()).data().count,
     ),
   );
   return counts.reduce((sum, n) => sum + n, 0);
@@ -462,23 +480,19 @@ export async function countDocuments(firestore: Firestore, tenants: readonly str
 export async function readDocuments(
   firestore: Firestore,
   tenants: readonly string[],
+  logIdPrefix?: string,
 ): Promise<StoredDocument[]> {
   const lists = await Promise.all(
-    tenants.flatMap((tenant) =>
-      COLLECTIONS.map(async (collection) => {
-        const snapshot = await firestore
-          .collection(`tenants/${tenant}/${collection}`)
-          .select(...FIELDS)
-          .get();
-        return snapshot.docs.map((doc): StoredDocument => ({
-          path: doc.ref.path,
-          collection,
-          tenant,
-          id: doc.id,
-          data: doc.data(),
-        }));
-      }),
-    ),
+    logQueries(firestore, tenants, logIdPrefix).map(async ({ tenant, collection, query }) => {
+      const snapshot = await query.select(...FIELDS).get();
+      return snapshot.docs.map((doc): StoredDocument => ({
+        path: doc.ref.path,
+        collection,
+        tenant,
+        id: doc.id,
+        data: doc.data(),
+      }));
+    }),
   );
   return lists.flat();
 }
@@ -495,6 +509,8 @@ export interface ReconcileRunOptions extends Partial<Omit<DrainOptions, "onProgr
   readonly wait?: boolean;
   /** Count dead_letters/ documents failed since then (they name no tenant); null: skip. */
   readonly deadLettersSince?: Date | null;
+  /** Check only the documents whose log id starts with this (see logQueries). */
+  readonly logIdPrefix?: string;
   readonly onProgress?: (documents: number, expected: number) => void;
 }
 
@@ -513,12 +529,16 @@ export async function reconcileRun(
   const drain: DrainResult =
     options.wait === false
       ? { drained: false, reason: "skipped", waitedMs: 0, documents: -1, expected }
-      : await waitForDrain(() => countDocuments(firestore, tenants), expected, {
-          ...options,
-          timeoutMs: options.timeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
-          quietMs: options.quietMs ?? DEFAULT_QUIET_MS,
-        });
-  const documents = await readDocuments(firestore, tenants);
+      : await waitForDrain(
+          () => countDocuments(firestore, tenants, options.logIdPrefix),
+          expected,
+          {
+            ...options,
+            timeoutMs: options.timeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+            quietMs: options.quietMs ?? DEFAULT_QUIET_MS,
+          },
+        );
+  const documents = await readDocuments(firestore, tenants, options.logIdPrefix);
   const deadLetters =
     options.deadLettersSince === undefined || options.deadLettersSince === null
       ? null

@@ -137,16 +137,21 @@ export async function measurePublishCeiling(options: CeilingOptions): Promise<Ce
       }`,
     };
   } finally {
-    await client
-      .subscription(subscriptionName)
-      .delete()
-      .catch(() => undefined);
-    await client
-      .topic(topicName)
-      .delete()
-      .catch(() => undefined);
-    await client.close();
+    await removeTopology(client, topicName, subscriptionName);
   }
+}
+
+/** Best effort: a ceiling's topic and subscription, then the client. */
+async function removeTopology(client: PubSub, topicName: string, subscriptionName: string) {
+  await client
+    .subscription(subscriptionName)
+    .delete()
+    .catch(() => undefined);
+  await client
+    .topic(topicName)
+    .delete()
+    .catch(() => undefined);
+  await client.close();
 }
 
 /** A CloudEvent function that returns at once and prints one timestamp a delivery. */
@@ -290,15 +295,7 @@ export async function measurePushCeiling(
           : `node:http in the bench process, backlog <= ${backlog}`,
     };
   } finally {
-    await client
-      .subscription(subscriptionName)
-      .delete()
-      .catch(() => undefined);
-    await client
-      .topic(topicName)
-      .delete()
-      .catch(() => undefined);
-    await client.close();
+    await removeTopology(client, topicName, subscriptionName);
     await receiver.stop();
   }
 }

@@ -29,7 +29,8 @@ const EVENTS = [
   "session renewed ✓",
   "quota at 80 % for tenant",
 ];
-const PII = [
+/** Snippets the redaction must find: e-mail, phone, card, SSN. */
+export const PII = [
   (n: number) => `contact jane.doe${n}@example.com`,
   (n: number) => `phone 555-${String(1000 + (n % 9000)).padStart(4, "0")}`,
   () => "card 4111 1111 1111 1111",
