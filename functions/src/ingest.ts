@@ -1,10 +1,26 @@
 /** The ingest HTTP function: trigger options here, behaviour in lib/ingest-handler. */
 import { onRequest } from "firebase-functions/v2/https";
+import { installBodyGate } from "./lib/body-gate";
 import { guardFrameworkErrorLogs } from "./lib/framework-log-guard";
-import { handleIngest } from "./lib/ingest-handler";
-import { ingestDependencies, logger } from "./lib/runtime";
+import { bodyLimitFor, handleIngest, preflight } from "./lib/ingest-handler";
+import { config, ingestDependencies, logger } from "./lib/runtime";
 
 guardFrameworkErrorLogs(logger);
+
+// Every function of this package loads this module; only an instance serving ingest reads
+// bodies through the gate. Cloud Run and the local stacks set FUNCTION_TARGET. The Firebase
+// emulator (`npm run emulators`, a development convenience) serves its own health checks and
+// paths on the same server, so it keeps its own body parser (32 MB limit).
+if (process.env.FUNCTION_TARGET === "ingest" && process.env.FUNCTIONS_EMULATOR !== "true") {
+  installBodyGate({
+    preflight: (request) => preflight(request, ingestDependencies()),
+    limitFor: (headers) => bodyLimitFor(headers, config),
+    maxBufferedBytes: config.maxBufferedBodyBytes,
+    retryAfterSeconds: config.retryAfterSeconds,
+    onRefused: (status, error) =>
+      logger.info("request refused before the function ran", { status, error_name: error.name }),
+  });
+}
 
 export const ingest = onRequest(
   // Ingest waits on Pub/Sub acks, not CPU: one instance serves many requests at once.
@@ -15,6 +31,7 @@ export const ingest = onRequest(
         method: req.method,
         path: req.path,
         headers: req.headers,
+        // Set by the gate (deployed, and in the local stacks) or by the framework's parser.
         rawBody: req.rawBody,
       },
       ingestDependencies(),

@@ -99,9 +99,9 @@ export interface StackLogs {
 
 export type LogName = Exclude<keyof StackLogs, "dir">;
 
-export interface WorkerStatus {
+export interface InstanceStatus {
   readonly pid: number | undefined;
-  /** How often the worker was replaced after it exited by itself (a crash). */
+  /** How often the instance was replaced after it exited by itself (a crash). */
   readonly restarts: number;
 }
 
@@ -119,7 +119,8 @@ export interface Stack {
   readonly env: Readonly<Record<string, string>>;
   readonly logs: StackLogs;
   readonly emulators: Emulators;
-  readonly worker: WorkerStatus;
+  readonly worker: InstanceStatus;
+  readonly ingest: InstanceStatus;
   /** The text of one of the stack's logs so far. */
   readLog(name: LogName): Promise<string>;
   /** Creates the topic and push subscription if absent, e.g. after a Pub/Sub emulator restart. */
@@ -202,18 +203,29 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           `--signature-type=${signature}`,
           `--source=${source}`,
         ],
-        // K_SERVICE and PORT are what Cloud Run sets for an instance.
-        env: childEnv({ ...env, PORT: String(port), K_SERVICE: target }, options.inheritEnv),
+        // What Cloud Run sets for a Cloud Functions instance.
+        env: childEnv(
+          {
+            ...env,
+            PORT: String(port),
+            K_SERVICE: target,
+            FUNCTION_TARGET: target,
+            FUNCTION_SIGNATURE_TYPE: signature,
+          },
+          options.inheritEnv,
+        ),
         cwd: path.dirname(source),
         logFile: path.join(runDir, `${target}.log`),
       });
 
     // functions-framework listens only once the module has loaded, so a connection means ready;
-    // an HTTP probe without a body would make its CloudEvent middleware throw.
+    // an HTTP probe without a body would make its CloudEvent middleware throw. Both are
+    // replaced when they die, as Cloud Run replaces a crashed instance.
     const ingest = new Supervisor(functionProcess("ingest", "http", ingestPort), {
       host,
       port: ingestPort,
       timeoutMs: readyTimeoutMs,
+      restartDelayMs: options.restartDelayMs ?? 250,
     });
     const worker = new Supervisor(functionProcess("process", "cloudevent", processPort), {
       host,
@@ -246,14 +258,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       env,
       logs,
       emulators,
-      worker: {
-        get pid() {
-          return worker.pid;
-        },
-        get restarts() {
-          return worker.restarts;
-        },
-      },
+      worker: statusOf(worker),
+      ingest: statusOf(ingest),
       readLog: (name) => fs.promises.readFile(logs[name], "utf8"),
       ensureTopology: () => topology.ensure(),
       restartWorker: () => worker.restart(),
@@ -265,6 +271,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await unwind().catch(() => undefined);
     throw error;
   }
+}
+
+function statusOf(supervisor: Supervisor): InstanceStatus {
+  return {
+    get pid() {
+      return supervisor.pid;
+    },
+    get restarts() {
+      return supervisor.restarts;
+    },
+  };
 }
 
 /** The compiled functions to serve, checked to exist so a missing build fails with a hint. */

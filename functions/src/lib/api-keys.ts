@@ -8,6 +8,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Firestore } from "@google-cloud/firestore";
 import type { Authenticator, Caller } from "./auth";
+import { withDeadline } from "./deadline";
 import { ServiceUnavailableError, UnauthorizedError } from "./errors";
 import { headerValue, type IncomingHeaders } from "./http";
 import { isTenantId } from "./ids";
@@ -42,6 +43,8 @@ export function generateApiKey(): string {
 
 export interface ApiKeyAuthenticatorOptions {
   readonly cacheSeconds: number;
+  /** Longest wait for a key lookup; past it the request is answered 503. */
+  readonly lookupTimeoutMs: number;
   readonly retryAfterSeconds: number;
   readonly now?: () => number;
 }
@@ -73,18 +76,33 @@ export function createApiKeyAuthenticator(
     return tenant;
   };
 
+  const checkedKey = (headers: IncomingHeaders): string => {
+    const key = presentedKey(headers);
+    if (key === undefined) {
+      throw new UnauthorizedError(
+        "An API key is required: send Authorization: Bearer <key> or X-API-Key: <key>",
+      );
+    }
+    if (!KEY_SHAPE.test(key)) throw new UnauthorizedError("The API key is not valid");
+    return key;
+  };
+
   return {
+    checkPresented(headers) {
+      checkedKey(headers);
+    },
+
     async authenticate(headers: IncomingHeaders): Promise<Caller> {
-      const key = presentedKey(headers);
-      if (key === undefined) {
-        throw new UnauthorizedError(
-          "An API key is required: send Authorization: Bearer <key> or X-API-Key: <key>",
-        );
-      }
-      if (!KEY_SHAPE.test(key)) throw new UnauthorizedError("The API key is not valid");
+      const sha256 = hashApiKey(checkedKey(headers));
       let tenantId: string | null;
       try {
-        tenantId = await resolveTenant(hashApiKey(key));
+        const pending = resolveTenant(sha256);
+        tenantId = await withDeadline(pending, options.lookupTimeoutMs, () => {
+          // A hung read is forgotten, so the next request for this key asks afresh instead
+          // of waiting on it too.
+          if (cache.get(sha256)?.tenant === pending) cache.delete(sha256);
+          return new Error("key lookup timed out");
+        });
       } catch {
         throw new ServiceUnavailableError(
           "auth-unavailable",

@@ -10,11 +10,17 @@ export interface Caller {
 }
 
 export interface Authenticator {
-  /** Resolves the caller or throws UnauthorizedError. */
+  /**
+   * The checks that need no lookup (a credential is present and well-formed); throws
+   * UnauthorizedError. Runs before the body is read.
+   */
+  checkPresented(headers: IncomingHeaders): void;
+  /** Resolves the caller or throws UnauthorizedError (or ServiceUnavailableError). */
   authenticate(headers: IncomingHeaders): Promise<Caller>;
 }
 
 /** AUTH_MODE=disabled: the original brief's open demo, where the request names its tenant. */
 export const openDemoAuthenticator: Authenticator = {
+  checkPresented: () => undefined,
   authenticate: async () => ({ tenantId: null }),
 };

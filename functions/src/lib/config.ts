@@ -43,6 +43,13 @@ export interface Config {
   readonly authMode: AuthMode;
   /** How long a looked-up API key is trusted before it is read again (revocation bound). */
   readonly apiKeyCacheSeconds: number;
+  /** Longest wait for an API-key lookup before answering 503. */
+  readonly authTimeoutMs: number;
+  /**
+   * Bytes of request bodies (on the wire and inflated) one ingest instance holds at once;
+   * a request that would exceed it is answered 503, so no burst can exhaust the instance.
+   */
+  readonly maxBufferedBodyBytes: number;
   /** Fault injection for local reliability runs; all zero in production (enforced below). */
   readonly faults: FaultConfig;
 }
@@ -106,6 +113,13 @@ export function loadConfig(env: Env): Config {
     ),
     authMode: reader.oneOf("AUTH_MODE", "api_key", ["api_key", "disabled"] as const),
     apiKeyCacheSeconds: reader.integer("API_KEY_CACHE_SECONDS", 30, 0, 600),
+    authTimeoutMs: reader.integer("AUTH_TIMEOUT_MS", 3_000, 50, 60_000),
+    maxBufferedBodyBytes: reader.integer(
+      "MAX_BUFFERED_BODY_BYTES",
+      16 * 1024 * 1024,
+      1024,
+      256 * 1024 * 1024,
+    ),
     faults: {
       failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
       failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),
@@ -139,6 +153,15 @@ export function loadConfig(env: Env): Config {
     errors.push(
       `STORE_TIMEOUT_MS=${config.storeTimeoutMs} must be below PROCESS_TIMEOUT_SECONDS=` +
         `${config.processTimeoutSeconds}, or a stalled write outlives the invocation`,
+    );
+  }
+
+  const largestBody = Math.max(config.maxBodyBytes, config.maxBatchBodyBytes);
+  if (config.maxBufferedBodyBytes < 2 * largestBody) {
+    errors.push(
+      `MAX_BUFFERED_BODY_BYTES=${config.maxBufferedBodyBytes} must hold at least two of the ` +
+        `largest bodies (2 x ${largestBody} bytes, compressed and inflated), or that body is ` +
+        "always refused",
     );
   }
 

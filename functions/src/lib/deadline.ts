@@ -17,3 +17,19 @@ export async function withDeadline<T>(
     clearTimeout(timer);
   }
 }
+
+/** One deadline shared by several calls: each races `expired`, which rejects once, at `ms`. */
+export interface Deadline {
+  readonly expired: Promise<never>;
+  clear(): void;
+}
+
+export function deadlineAfter(ms: number, onTimeout: () => Error): Deadline {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  // Callers race it; a deadline nobody raced when it passed is not an unhandled rejection.
+  expired.catch(() => undefined);
+  return { expired, clear: () => clearTimeout(timer) };
+}

@@ -112,13 +112,29 @@ export class UnsupportedMediaTypeError extends IngestError {
   readonly slug = "unsupported-media-type";
   readonly title = "Unsupported Media Type";
   override headers(): Record<string, string> {
-    return { "Accept-Post": "application/json, text/plain" };
+    return { "Accept-Post": "application/json, text/plain, application/x-ndjson" };
+  }
+}
+
+/** A Content-Encoding the gate cannot inflate; the answer lists those it can. */
+export class UnsupportedEncodingError extends IngestError {
+  readonly status = 415;
+  readonly slug = "unsupported-content-encoding";
+  readonly title = "Unsupported Media Type";
+  constructor(
+    detail: string,
+    readonly accepted: readonly string[],
+  ) {
+    super(detail);
+  }
+  override headers(): Record<string, string> {
+    return { "Accept-Encoding": this.accepted.join(", ") };
   }
 }
 
 /**
- * A dependency (Pub/Sub, the key store) did not answer in time: nothing was accepted
- * and the client should retry after the hinted delay.
+ * A dependency (the key store) did not answer in time, or the instance is full: nothing was
+ * accepted and the client should retry after the hinted delay.
  */
 export class ServiceUnavailableError extends IngestError {
   readonly status = 503;
@@ -132,6 +148,42 @@ export class ServiceUnavailableError extends IngestError {
   }
   override headers(): Record<string, string> {
     return { "Retry-After": String(this.retryAfterSeconds) };
+  }
+}
+
+/**
+ * Pub/Sub did not confirm a publish in time, or failed it. The message may still have reached
+ * it (a publish that timed out is abandoned, not cancelled), so the outcome is unknown.
+ */
+export class PublishUnconfirmedError extends ServiceUnavailableError {
+  constructor(detail: string, retryAfterSeconds: number) {
+    super("publish-unconfirmed", detail, retryAfterSeconds);
+  }
+}
+
+/** How a client resends a record without risking a second document. */
+export interface RecordRetry {
+  readonly tenant_id: string;
+  readonly log_id: string;
+  /** One sentence: where to put the log_id when resending. */
+  readonly advice: string;
+}
+
+/** One record's publish was not confirmed: the answer names it and how to retry it safely. */
+export class RecordInDoubtError extends ServiceUnavailableError {
+  constructor(
+    cause: PublishUnconfirmedError,
+    readonly record: RecordRetry,
+  ) {
+    super(
+      "not-confirmed",
+      `${cause.message}. The record may still be stored: ${record.advice}; ` +
+        "a resend with the same log_id never creates a second document",
+      cause.retryAfterSeconds,
+    );
+  }
+  override extensions(): Record<string, unknown> {
+    return { outcome: "unknown", tenant_id: this.record.tenant_id, log_id: this.record.log_id };
   }
 }
 

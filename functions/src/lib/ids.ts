@@ -3,7 +3,7 @@
  * safe alphabet: no '/', no '.' or '..' ids, no `__reserved__` ids (a valid id
  * starts with a letter or digit), no whitespace or control characters, bounded length.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 
 export const TENANT_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
 export const LOG_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$";
@@ -27,4 +27,15 @@ export function isLogId(value: unknown): value is string {
 /** A random (UUID v4) id: never time-ordered, so writes spread over Firestore's key range. */
 export function newLogId(): string {
   return randomUUID();
+}
+
+/**
+ * The log id of the record on `line` of a request sent with an Idempotency-Key: the same
+ * tenant, key and line always give the same id, so a resent request stores nothing twice.
+ */
+export function idempotentLogId(tenantId: string, idempotencyKey: string, line: number): string {
+  const digest = createHash("sha256")
+    .update(`${tenantId}\n${idempotencyKey}`, "utf8")
+    .digest("hex");
+  return `ik-${digest.slice(0, 32)}-${line}`;
 }

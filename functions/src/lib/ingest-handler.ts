@@ -12,6 +12,8 @@ import {
   MethodNotAllowedError,
   NotFoundError,
   PayloadTooLargeError,
+  PublishUnconfirmedError,
+  RecordInDoubtError,
   SchemaError,
   ServiceUnavailableError,
   UnsupportedMediaTypeError,
@@ -26,8 +28,9 @@ import {
   type IngestRequest,
   type IngestResponse,
 } from "./http";
-import { LOG_ID_RULE, TENANT_ID_RULE, newLogId } from "./ids";
+import { LOG_ID_RULE, TENANT_ID_RULE, idempotentLogId, newLogId } from "./ids";
 import { errorFields, type Logger } from "./logger";
+import { checkEncodingAndLength } from "./body-gate";
 import { MESSAGE_OVERHEAD_BYTES, type EncodedRecord, type RecordQueue } from "./coalescer";
 import { type JsonUpload, type PipelineRecord, type RecordSource, type Validators } from "./schema";
 
@@ -48,23 +51,54 @@ const NDJSON_TYPES = new Set(["application/x-ndjson", "application/jsonl"]);
 const ACCEPTED_TYPES = "application/json, text/plain or application/x-ndjson";
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
+/** What the ingest edge can check before it reads a body, in the order the handler checks it. */
+export interface PreflightRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingHeaders;
+}
+
+/**
+ * The checks that need neither the body nor a lookup: the route, the method, that a
+ * well-formed credential is present, the media type, the content coding and the declared
+ * length. The body gate runs them before reading a byte; the handler runs them again.
+ */
+export function preflight(
+  request: PreflightRequest,
+  deps: Pick<IngestDeps, "authenticator" | "config">,
+): void {
+  if (!INGEST_PATHS.has(request.path)) {
+    throw new NotFoundError(`Nothing is served at ${request.path}; POST records to / or /ingest`);
+  }
+  if (request.method !== "POST") throw new MethodNotAllowedError(request.method);
+  deps.authenticator.checkPresented(request.headers);
+  const mediaType = readMediaType(request.headers);
+  checkEncodingAndLength(request.headers, bodyLimit(mediaType, deps.config));
+}
+
+/** Largest body of a request with these headers (an unknown type is refused by preflight). */
+export function bodyLimitFor(headers: IncomingHeaders, config: Config): number {
+  const essence = parseMediaType(headerValue(headers, "content-type"))?.essence ?? "";
+  return bodyLimit(essence, config);
+}
+
+function bodyLimit(mediaType: string, config: Config): number {
+  return NDJSON_TYPES.has(mediaType) ? config.maxBatchBodyBytes : config.maxBodyBytes;
+}
+
 export async function handleIngest(
   request: IngestRequest,
   deps: IngestDeps,
 ): Promise<IngestResponse> {
   try {
-    if (!INGEST_PATHS.has(request.path)) {
-      throw new NotFoundError(`Nothing is served at ${request.path}; POST records to / or /ingest`);
-    }
-    if (request.method !== "POST") throw new MethodNotAllowedError(request.method);
-    // Authenticate before reading the body: an unknown caller learns nothing about it.
+    preflight(request, deps);
     const caller = await deps.authenticator.authenticate(request.headers);
     const mediaType = readMediaType(request.headers);
+    const idempotencyKey = readIdempotencyKey(request.headers);
+    const body = readBodyText(request.rawBody, bodyLimit(mediaType, deps.config));
     if (NDJSON_TYPES.has(mediaType)) {
-      const body = readBodyText(request.rawBody, deps.config.maxBatchBodyBytes);
-      return await acceptBatch(body, caller, deps);
+      return await acceptBatch(body, caller, idempotencyKey, deps);
     }
-    const body = readBodyText(request.rawBody, deps.config.maxBodyBytes);
     const upload =
       mediaType === JSON_TYPE
         ? { ...validateUpload(parseJson(body), deps), source: "json_upload" as const }
@@ -72,8 +106,8 @@ export async function handleIngest(
             ...validateUpload(textUploadFields(body, request.headers), deps),
             source: "text_upload" as const,
           };
-    const record = toRecord(upload, caller, deps);
-    const messageId = await deps.queue.enqueue(encodeRecord(record, deps));
+    const record = toRecord(upload, caller, { idempotencyKey, line: 1 }, deps);
+    const messageId = await publishOne(record, idempotencyKey, deps);
     deps.logger.info("record accepted", {
       tenant_id: record.tenant_id,
       log_id: record.log_id,
@@ -92,8 +126,38 @@ export async function handleIngest(
   } catch (error) {
     const problem = toProblemResponse(error, request.path);
     const log = problem.status >= 500 ? deps.logger.error : deps.logger.info;
-    log("request rejected", { status: problem.status, ...errorFields(error) });
+    log("request rejected", {
+      status: problem.status,
+      ...errorFields(error),
+      ...(error instanceof RecordInDoubtError
+        ? { tenant_id: error.record.tenant_id, log_id: error.record.log_id }
+        : {}),
+    });
     return problem;
+  }
+}
+
+/** Publishes one record; an unconfirmed publish becomes an answer that names the record. */
+async function publishOne(
+  record: PipelineRecord,
+  idempotencyKey: string | undefined,
+  deps: IngestDeps,
+): Promise<string> {
+  try {
+    return await deps.queue.enqueue(encodeRecord(record, deps));
+  } catch (error) {
+    if (!(error instanceof PublishUnconfirmedError)) throw error;
+    const advice =
+      idempotencyKey !== undefined
+        ? "resend the request unchanged with the same Idempotency-Key"
+        : record.source === "text_upload"
+          ? `resend it with the header X-Log-ID: ${record.log_id}`
+          : `resend it with "log_id": "${record.log_id}" in the body`;
+    throw new RecordInDoubtError(error, {
+      tenant_id: record.tenant_id,
+      log_id: record.log_id,
+      advice,
+    });
   }
 }
 
@@ -178,18 +242,49 @@ function summarise(violations: readonly SchemaViolation[]): string {
   return `The record does not match the schema: ${[...new Set(sentences)].join("; ")}`;
 }
 
+/** How a record without a log_id gets one: from the Idempotency-Key and its line, or at random. */
+interface IdSource {
+  readonly idempotencyKey: string | undefined;
+  /** The record's line in the body (1 for a single record). */
+  readonly line: number;
+}
+
 function toRecord(
   upload: JsonUpload & { readonly source: RecordSource },
   caller: Caller,
+  ids: IdSource,
   deps: IngestDeps,
 ): PipelineRecord {
+  const tenantId = resolveTenant(caller, upload.tenant_id);
   return {
-    tenant_id: resolveTenant(caller, upload.tenant_id),
-    log_id: upload.log_id ?? newLogId(),
+    tenant_id: tenantId,
+    log_id:
+      upload.log_id ??
+      (ids.idempotencyKey === undefined
+        ? newLogId()
+        : idempotentLogId(tenantId, ids.idempotencyKey, ids.line)),
     source: upload.source,
     text: upload.text,
     received_at: (deps.now?.() ?? new Date()).toISOString(),
   };
+}
+
+/**
+ * The Idempotency-Key request header (IETF httpapi draft): a Structured Field string, sent
+ * quoted; a bare value is taken too. Printable ASCII, at most 255 characters.
+ */
+function readIdempotencyKey(headers: IncomingHeaders): string | undefined {
+  const raw = headerValue(headers, "idempotency-key");
+  if (raw === undefined) return undefined;
+  const value = /^"(.*)"$/.exec(raw.trim())?.[1] ?? raw.trim();
+  if (!/^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/.test(value) || /["\\]/.test(value)) {
+    throw new BadRequestError(
+      "invalid-idempotency-key",
+      "Idempotency-Key must be 1-255 printable ASCII characters without quotes or backslashes, " +
+        'sent as a quoted string: Idempotency-Key: "<key>"',
+    );
+  }
+  return value;
 }
 
 function resolveTenant(caller: Caller, requested: string | undefined): string {
@@ -230,18 +325,28 @@ type LineResult =
     }
   | {
       readonly line: number;
+      /** Pub/Sub did not confirm it: it may be stored; resend it with this log_id. */
+      readonly status: "in_doubt";
+      readonly tenant_id: string;
+      readonly log_id: string;
+      readonly problem: Record<string, unknown>;
+    }
+  | {
+      readonly line: number;
       readonly status: "rejected";
       readonly problem: Record<string, unknown>;
     };
 
 /**
- * An NDJSON batch: every line is validated alone and answered alone, so a client
- * resends only the lines marked rejected. Accepted records travel in as few
- * messages as the size and count limits allow.
+ * An NDJSON batch: every line is validated alone and answered alone. The status speaks for the
+ * whole batch: 202 only when every line was accepted; 503 with Retry-After when any line is in
+ * doubt (retryable); 400 when lines were refused for good, whether or not others were accepted.
+ * Accepted records travel in as few messages as the size and count limits allow.
  */
 async function acceptBatch(
   body: string,
   caller: Caller,
+  idempotencyKey: string | undefined,
   deps: IngestDeps,
 ): Promise<IngestResponse> {
   const lines = body
@@ -268,9 +373,10 @@ async function acceptBatch(
         ...validateUpload(parseJson(line.text), deps),
         source: "json_upload" as const,
       };
+      const ids = { idempotencyKey, line: line.number };
       encoded.push({
         line: line.number,
-        record: encodeRecord(toRecord(upload, caller, deps), deps),
+        record: encodeRecord(toRecord(upload, caller, ids, deps), deps),
       });
     } catch (error) {
       results.set(line.number, rejectedLine(line.number, error));
@@ -280,52 +386,70 @@ async function acceptBatch(
   const messageIds = deps.queue.enqueueAll(encoded.map(({ record }) => record));
   await Promise.all(
     encoded.map(async ({ line, record }, index) => {
+      const ids = { tenant_id: record.tenantId, log_id: record.logId };
       try {
         const messageId = await messageIds[index];
-        results.set(line, {
-          line,
-          status: "accepted",
-          tenant_id: record.tenantId,
-          log_id: record.logId,
-        });
-        deps.logger.info("record accepted", {
-          tenant_id: record.tenantId,
-          log_id: record.logId,
-          message_id: messageId,
-          line,
-        });
+        results.set(line, { line, status: "accepted", ...ids });
+        deps.logger.info("record accepted", { ...ids, message_id: messageId, line });
       } catch (error) {
-        results.set(line, rejectedLine(line, error));
+        if (!(error instanceof PublishUnconfirmedError)) throw error;
+        results.set(line, { line, status: "in_doubt", ...ids, problem: lineProblem(error) });
+        deps.logger.warn("record not confirmed by Pub/Sub; in doubt", { ...ids, line });
       }
     }),
   );
 
   const ordered = nonBlank.map((line) => results.get(line.number) as LineResult);
-  const accepted = ordered.filter((result) => result.status === "accepted").length;
-  const summary = { accepted, rejected: ordered.length - accepted, results: ordered };
-  if (accepted > 0) {
+  const count = (status: LineResult["status"]) =>
+    ordered.filter((result) => result.status === status).length;
+  const summary = {
+    accepted: count("accepted"),
+    in_doubt: count("in_doubt"),
+    rejected: count("rejected"),
+    results: ordered,
+  };
+  if (summary.in_doubt === 0 && summary.rejected === 0) {
     return { status: 202, headers: { "Content-Type": "application/json" }, body: summary };
   }
-  const unavailable = ordered.some(
-    (result) => result.status === "rejected" && result.problem.status === 503,
-  );
-  const problem = toProblemResponse(
-    unavailable
-      ? new ServiceUnavailableError(
-          "publish-unavailable",
-          "No record of the batch was accepted: the message queue did not confirm them; retry later",
-          deps.config.retryAfterSeconds,
-        )
-      : new BadRequestError("batch-rejected", "No record of the batch was accepted; see results"),
-  );
+  const problem = toProblemResponse(batchProblem(summary, idempotencyKey, deps));
   return { ...problem, body: { ...problem.body, ...summary } };
 }
 
-function rejectedLine(line: number, error: unknown): LineResult {
+function batchProblem(
+  summary: { accepted: number; in_doubt: number; rejected: number },
+  idempotencyKey: string | undefined,
+  deps: IngestDeps,
+): Error {
+  const { accepted, in_doubt: inDoubt, rejected } = summary;
+  const stored = `${accepted} line(s) were accepted and will be stored`;
+  if (inDoubt > 0) {
+    const resend =
+      idempotencyKey !== undefined
+        ? "resend the request unchanged with the same Idempotency-Key"
+        : 'resend those lines with the "log_id" their result gives';
+    return new ServiceUnavailableError(
+      "batch-not-confirmed",
+      `${inDoubt} line(s) were not confirmed by the message queue and may still be stored: ` +
+        `${resend}, which never creates a second document. ${stored}; ` +
+        `${rejected} line(s) were rejected and fail again unchanged. See results`,
+      deps.config.retryAfterSeconds,
+    );
+  }
+  if (accepted === 0) {
+    return new BadRequestError("batch-rejected", "No line of the batch was accepted; see results");
+  }
+  return new BadRequestError(
+    "batch-partially-rejected",
+    `${rejected} line(s) were rejected and fail again unchanged; ${stored}: do not resend them ` +
+      "(or resend them with their log_id, which is harmless). See results",
+  );
+}
+
+function lineProblem(error: unknown): Record<string, unknown> {
   const { type, title, status, detail, errors } = toProblemResponse(error).body;
-  return {
-    line,
-    status: "rejected",
-    problem: { type, title, status, detail, ...(errors ? { errors } : {}) },
-  };
+  return { type, title, status, detail, ...(errors ? { errors } : {}) };
+}
+
+function rejectedLine(line: number, error: unknown): LineResult {
+  return { line, status: "rejected", problem: lineProblem(error) };
 }

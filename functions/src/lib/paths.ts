@@ -29,21 +29,42 @@ export function processedLogPath(tenantId: string, logId: string): string {
 }
 
 /**
- * A record that could not be stored. A conflicting record (same log id, other text)
- * gets its own document per text hash, so no accepted version is dropped.
+ * One failure of one record: the record's log id, the reason and a prefix of its text's hash,
+ * joined by '~', which no log id contains. So no client id names another record's failure,
+ * a redelivery finds the failure it already recorded, and another failure of the same record
+ * (a conflicting text, another reason) gets a document of its own.
  */
-export function failedLogPath(tenantId: string, logId: string, variant?: string): string {
-  const suffix = variant === undefined ? "" : `.${variant}`;
-  if (variant !== undefined && !/^[a-z0-9-]{1,40}$/.test(variant)) {
-    throw new UnsafePathError("failed-log variant fails the id rules");
-  }
-  return `${tenantPath(tenantId)}/${FAILED_LOGS}/${logDocumentId(logId)}${suffix}`;
+export function failedLogPath(
+  tenantId: string,
+  logId: string,
+  reason: string,
+  textSha256: string | null,
+): string {
+  if (!/^[a-z_]{1,40}$/.test(reason))
+    throw new UnsafePathError("failure reason fails the id rules");
+  const text = textSha256 === null ? "none" : textSha256.slice(0, 16);
+  if (!/^(none|[0-9a-f]{16})$/.test(text))
+    throw new UnsafePathError("text hash fails the id rules");
+  return `${tenantPath(tenantId)}/${FAILED_LOGS}/${logDocumentId(logId)}~${reason}~${text}`;
 }
 
-export function deadLetterPath(messageId: string): string {
+const MESSAGE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+function messageDocumentId(messageId: string): string {
   // Pub/Sub message ids are digits in production and the emulators.
-  if (!/^[A-Za-z0-9_-]{1,128}$/.test(messageId)) {
-    throw new UnsafePathError("message id fails the id rules");
-  }
-  return `${DEAD_LETTERS}/${messageId}`;
+  if (!MESSAGE_ID.test(messageId)) throw new UnsafePathError("message id fails the id rules");
+  return messageId;
+}
+
+/** A message, or one record of it (by index), so broken that no tenant can be named for it. */
+export function deadLetterPath(messageId: string, recordIndex?: number): string {
+  const suffix = recordIndex === undefined ? "" : `~${Math.trunc(recordIndex)}`;
+  return `${DEAD_LETTERS}/${messageDocumentId(messageId)}${suffix}`;
+}
+
+/** Failed delivery attempts of a message, counted where every worker instance sees them. */
+export const DELIVERY_ATTEMPTS = "delivery_attempts";
+
+export function deliveryAttemptsPath(messageId: string): string {
+  return `${DELIVERY_ATTEMPTS}/${messageDocumentId(messageId)}`;
 }

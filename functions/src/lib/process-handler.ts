@@ -1,8 +1,9 @@
 /**
- * The worker: decode and re-validate a Pub/Sub message, redact each record and
- * create its document. Transient failures throw, so Pub/Sub redelivers; permanent
- * ones are recorded (failed_logs, or dead_letters when no tenant can be named) and
- * the message is acked by returning normally.
+ * The worker: decode a Pub/Sub message, validate, redact and create each record's document,
+ * each record settled on its own. Transient failures throw, so Pub/Sub redelivers (records
+ * already stored are found stored then); permanent ones are recorded (failed_logs, or
+ * dead_letters when no tenant can be named) and the message is acked by returning normally.
+ * A record ends in exactly one place: processed_logs, or failed_logs when it cannot be stored.
  */
 import { createHash } from "node:crypto";
 import type { AttemptTracker } from "./attempts";
@@ -12,7 +13,7 @@ import type { DeliveryFaults, FaultInjector } from "./faults";
 import { isLogId, isTenantId } from "./ids";
 import { errorFields, type Logger } from "./logger";
 import { redact } from "./redaction";
-import type { PipelineMessage, PipelineRecord, RecordSource, Validators } from "./schema";
+import type { PipelineRecord, RecordSource, Validators } from "./schema";
 import type { CreateResult, FailedLog, FailureReason, ProcessedLog, RecordStore } from "./store";
 
 /** What the trigger knows about one delivery of a Pub/Sub message. */
@@ -46,28 +47,23 @@ interface AttemptContext {
   readonly deps: ProcessDeps;
 }
 
+/** A record this attempt could not settle for a reason that may pass: retried, or given up. */
+interface TransientFailure {
+  readonly record: PipelineRecord;
+  readonly error: unknown;
+}
+
 export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Promise<void> {
   const attempt = deps.attempts.attemptOf(delivery.messageId, delivery.deliveryAttempt);
   const faults = deps.faults.forDelivery(attempt);
   const context: AttemptContext = { delivery, attempt, faults, deps };
   try {
     const decoded = decode(delivery.dataBase64, deps.validators);
-    if (!decoded.valid) {
-      await recordInvalidMessage(decoded, context);
-    } else if (isExpired(delivery.publishTime, deps)) {
-      await Promise.all(
-        decoded.message.records.map((record) =>
-          recordFailure(
-            salvage(record),
-            "expired",
-            "The event outlived MAX_EVENT_AGE_SECONDS",
-            context,
-          ),
-        ),
-      );
-    } else {
-      await storeRecords(decoded.message.records, context);
-    }
+    const [, transient] = await Promise.all([
+      Promise.all(decoded.unusable.map((item) => recordUnusable(item, context))),
+      storeRecords(decoded.records, context),
+    ]);
+    if (transient.length > 0) await retryOrGiveUp(transient, context);
     deps.attempts.forget(delivery.messageId);
   } catch (error) {
     deps.attempts.recordFailure(delivery.messageId);
@@ -81,39 +77,49 @@ export async function processDelivery(delivery: Delivery, deps: ProcessDeps): Pr
 }
 
 /**
- * Prepares every record (work, redaction, fault point), creates the ready ones in one round of
- * writes, then settles each on its own: one record's failure never hides another's result.
+ * Prepares each distinct record (work, redaction, fault point), creates the ready ones in one
+ * round of writes, then settles each on its own: one record's failure never hides another's
+ * result. Of two records with one log id, the first in message order is written; a later one
+ * with the same text is the same record, one with another text a conflict.
  */
 async function storeRecords(
   records: readonly PipelineRecord[],
   context: AttemptContext,
-): Promise<void> {
-  const prepared = await Promise.allSettled(records.map((record) => prepare(record, context)));
+): Promise<TransientFailure[]> {
+  const firsts = new Map<string, PipelineRecord>();
+  const repeats: { record: PipelineRecord; first: PipelineRecord }[] = [];
+  for (const record of records) {
+    const key = `${record.tenant_id}/${record.log_id}`;
+    const first = firsts.get(key);
+    if (first === undefined) firsts.set(key, record);
+    else repeats.push({ record, first });
+  }
+  const distinct = [...firsts.values()];
+
+  const prepared = await Promise.allSettled(distinct.map((record) => prepare(record, context)));
   const ready = prepared.flatMap((result, index) =>
     result.status === "fulfilled"
-      ? [{ record: records[index] as PipelineRecord, log: result.value }]
+      ? [{ record: distinct[index] as PipelineRecord, log: result.value }]
       : [],
   );
-  let results: readonly CreateResult[] = [];
-  if (ready.length > 0) {
-    try {
-      results = await context.deps.store.createProcessedLogs(ready.map(({ log }) => log));
-    } catch (error) {
-      results = ready.map(() => ({ error }));
-    }
-  }
+  const results: readonly CreateResult[] =
+    ready.length > 0
+      ? await context.deps.store.createProcessedLogs(ready.map(({ log }) => log))
+      : [];
+
+  const transient: TransientFailure[] = prepared.flatMap((result, index) =>
+    result.status === "rejected"
+      ? [{ record: distinct[index] as PipelineRecord, error: result.reason }]
+      : [],
+  );
   await Promise.all([
-    ...prepared.flatMap((result, index) =>
-      result.status === "rejected"
-        ? [giveUpOnLastAttempt(records[index] as PipelineRecord, result.reason, context)]
-        : [],
-    ),
-    ...ready.map(({ record, log }, index) =>
-      settle(record, log, results[index] as CreateResult, context).catch((error: unknown) =>
-        giveUpOnLastAttempt(record, error, context),
-      ),
-    ),
+    ...ready.map(async ({ record, log }, index) => {
+      const failure = await settle(record, log, results[index] as CreateResult, context);
+      if (failure !== undefined) transient.push(failure);
+    }),
+    ...repeats.map(({ record, first }) => settleRepeat(record, first, context)),
   ]);
+  return transient;
 }
 
 async function prepare(record: PipelineRecord, context: AttemptContext): Promise<ProcessedLog> {
@@ -137,12 +143,13 @@ async function prepare(record: PipelineRecord, context: AttemptContext): Promise
   };
 }
 
+/** Settles one write; a transient failure is returned, to be retried or given up on. */
 async function settle(
   record: PipelineRecord,
   log: ProcessedLog,
   result: CreateResult,
   context: AttemptContext,
-): Promise<void> {
+): Promise<TransientFailure | undefined> {
   const { deps, delivery, attempt } = context;
   const ids = {
     tenant_id: record.tenant_id,
@@ -151,7 +158,9 @@ async function settle(
     attempt,
   };
   if ("error" in result) {
-    if ((result.error as { code?: unknown }).code !== INVALID_ARGUMENT) throw result.error;
+    if ((result.error as { code?: unknown }).code !== INVALID_ARGUMENT) {
+      return { record, error: result.error };
+    }
     await recordFailure(
       salvage(record),
       "rejected_by_store",
@@ -163,35 +172,87 @@ async function settle(
   } else if (result.existingSha256 === log.text_sha256) {
     deps.logger.info("record already stored; duplicate delivery ignored", ids);
   } else {
-    // First write wins; the later version is kept beside it for the tenant to resolve.
+    // First write wins; the later version is kept in failed_logs for the tenant to resolve.
     await recordFailure(
       salvage(record),
       "log_id_conflict",
       "A record with this log_id and different text is already stored",
       context,
-      `conflict-${log.text_sha256.slice(0, 16)}`,
     );
   }
+  return undefined;
+}
+
+/** A later record of the message with a log id an earlier one has: the first one wins. */
+async function settleRepeat(
+  record: PipelineRecord,
+  first: PipelineRecord,
+  context: AttemptContext,
+): Promise<void> {
+  if (record.text === first.text) {
+    context.deps.logger.info("record repeated in its message; the first is stored", {
+      tenant_id: record.tenant_id,
+      log_id: record.log_id,
+      message_id: context.delivery.messageId,
+    });
+    return;
+  }
+  await recordFailure(
+    salvage(record),
+    "log_id_conflict",
+    "An earlier record of the same message has this log_id and different text",
+    context,
+  );
 }
 
 /**
- * A transient failure is retried until the last attempt Pub/Sub would make before
- * dead-lettering; then the record is kept in failed_logs, where its tenant can see it, and acked.
+ * Transient failures are retried until the last attempt Pub/Sub would make before
+ * dead-lettering, or until the event is older than MAX_EVENT_AGE_SECONDS; then each record not
+ * stored meanwhile is kept in failed_logs, where its tenant can see it, and the message acked.
  */
-async function giveUpOnLastAttempt(
-  record: PipelineRecord,
-  error: unknown,
+async function retryOrGiveUp(
+  failures: readonly TransientFailure[],
   context: AttemptContext,
 ): Promise<void> {
-  if (context.attempt < context.deps.config.maxDeliveryAttempts) throw error;
+  const { deps, delivery } = context;
+  const [firstFailure] = failures;
+  const expired = isExpired(delivery.publishTime, deps);
+  const failedAttempts = expired ? context.attempt : await countFailedAttempt(failures, context);
+  if (!expired && failedAttempts < deps.config.maxDeliveryAttempts) throw firstFailure?.error;
+
+  const reason: FailureReason = expired ? "expired" : "retries_exhausted";
   // The error's name only: a message could quote the record.
-  const cause = error instanceof Error ? error.name : "unknown error";
-  await recordFailure(
-    salvage(record),
-    "retries_exhausted",
-    `Failed ${context.attempt} attempts (MAX_DELIVERY_ATTEMPTS); the last with ${cause}`,
-    context,
+  const cause = firstFailure?.error instanceof Error ? firstFailure.error.name : "unknown error";
+  const detail = expired
+    ? `The event outlived MAX_EVENT_AGE_SECONDS; the last attempt failed with ${cause}`
+    : `Failed ${failedAttempts} attempts (MAX_DELIVERY_ATTEMPTS); the last with ${cause}`;
+  const given = { ...context, attempt: failedAttempts };
+  await Promise.all(
+    failures.map(({ record }) =>
+      recordFailure(salvage(record), reason, detail, given, { unlessStored: true }),
+    ),
   );
+}
+
+/**
+ * Which failed attempt this one is. Pub/Sub reports the attempt where the subscription has a
+ * dead-letter policy; otherwise the failures are counted in Firestore, so the limit holds
+ * across instances, scale to zero and restarts (one write per failed attempt, none on success).
+ */
+async function countFailedAttempt(
+  failures: readonly TransientFailure[],
+  context: AttemptContext,
+): Promise<number> {
+  const { delivery, deps } = context;
+  if (delivery.deliveryAttempt !== undefined && delivery.deliveryAttempt > 0) {
+    return delivery.deliveryAttempt;
+  }
+  try {
+    return await deps.store.countFailedAttempt(delivery.messageId);
+  } catch {
+    // Nothing can be recorded now either: the redelivery is counted once the store answers.
+    throw failures[0]?.error;
+  }
 }
 
 type SalvagedRecord = Pick<
@@ -214,9 +275,16 @@ async function recordFailure(
   reason: FailureReason,
   detail: string,
   { delivery, attempt, deps }: AttemptContext,
-  variant?: string,
+  options: { unlessStored?: boolean } = {},
 ): Promise<void> {
-  await deps.store.recordFailedLog(
+  const ids = {
+    tenant_id: record.tenant_id,
+    log_id: record.log_id,
+    message_id: delivery.messageId,
+    attempt,
+    reason,
+  };
+  const outcome = await deps.store.recordFailedLog(
     {
       ...record,
       reason,
@@ -225,100 +293,131 @@ async function recordFailure(
       message_id: delivery.messageId,
       delivery_attempt: attempt,
     },
-    variant,
+    options,
   );
-  deps.logger.warn("record failed permanently; recorded in failed_logs", {
-    tenant_id: record.tenant_id,
-    log_id: record.log_id,
-    message_id: delivery.messageId,
-    attempt,
-    reason,
-  });
+  if (outcome === "already_stored") {
+    deps.logger.info("record found stored by an earlier attempt; no failure recorded", ids);
+  } else {
+    deps.logger.warn("record failed permanently; recorded in failed_logs", ids);
+  }
 }
 
-type Decoded =
-  | { readonly valid: true; readonly message: PipelineMessage }
-  | {
-      readonly valid: false;
-      readonly detail: string;
-      /** Records whose tenant and log id are usable, so the failure lands in that tenant. */
-      readonly attributable: readonly SalvagedRecord[];
-      /** True when some part of the message cannot be attributed to any tenant. */
-      readonly needsDeadLetter: boolean;
-    };
+/** A record, or a whole message, that cannot be processed as it stands. */
+interface Unusable {
+  readonly reason: Extract<FailureReason, "invalid_message" | "invalid_record">;
+  readonly detail: string;
+  /** The record with a usable tenant and log id, so the failure lands in that tenant. */
+  readonly record: SalvagedRecord | undefined;
+  /** Its position in the message; undefined when the message itself is unreadable. */
+  readonly index: number | undefined;
+  readonly raw: unknown;
+}
 
+interface Decoded {
+  readonly records: readonly PipelineRecord[];
+  readonly unusable: readonly Unusable[];
+}
+
+/**
+ * Reads the envelope, then each record alone: a record that fails its schema is unusable on its
+ * own, its neighbours are processed. An envelope of another shape (say, another version) makes
+ * every record in it unusable, as its records cannot be read with certainty.
+ */
 function decode(dataBase64: string | undefined, validators: Validators): Decoded {
   let candidate: unknown;
   try {
     candidate = JSON.parse(Buffer.from(dataBase64 ?? "", "base64").toString("utf8"));
   } catch {
+    return unreadable("The message data is not JSON", undefined);
+  }
+  const items = (candidate as { records?: unknown } | null)?.records;
+  if (!validators.pipelineEnvelope(candidate)) {
+    const detail =
+      "The message does not match the pipeline envelope: " +
+      describe(schemaViolations(validators.pipelineEnvelope.errors));
+    if (!Array.isArray(items) || items.length === 0) return unreadable(detail, undefined);
     return {
-      valid: false,
-      detail: "The message data is not JSON",
-      attributable: [],
-      needsDeadLetter: true,
+      records: [],
+      unusable: items.map((item, index) => unusableRecord("invalid_message", detail, item, index)),
     };
   }
-  if (validators.pipelineMessage(candidate)) return { valid: true, message: candidate };
+  const records: PipelineRecord[] = [];
+  const unusable: Unusable[] = [];
+  candidate.records.forEach((item, index) => {
+    if (validators.pipelineRecord(item)) {
+      records.push(item);
+      return;
+    }
+    const detail =
+      "The record does not match the pipeline schema: " +
+      describe(schemaViolations(validators.pipelineRecord.errors));
+    unusable.push(unusableRecord("invalid_record", detail, item, index));
+  });
+  return { records, unusable };
+}
 
-  const detail =
-    "The message does not match the pipeline schema: " +
-    schemaViolations(validators.pipelineMessage.errors)
-      .map((violation) => `${violation.pointer || "/"} ${violation.detail}`)
-      .join("; ");
-  const items = (candidate as { records?: unknown } | null)?.records;
-  const records: unknown[] = Array.isArray(items) ? items : [];
-  const attributable = records.flatMap((item) => salvageUnknown(item));
+function unreadable(detail: string, raw: unknown): Decoded {
   return {
-    valid: false,
-    detail,
-    attributable,
-    needsDeadLetter: attributable.length < Math.max(records.length, 1),
+    records: [],
+    unusable: [{ reason: "invalid_message", detail, record: undefined, index: undefined, raw }],
   };
 }
 
-function salvageUnknown(item: unknown): SalvagedRecord[] {
+function unusableRecord(
+  reason: Unusable["reason"],
+  detail: string,
+  item: unknown,
+  index: number,
+): Unusable {
+  return { reason, detail, record: salvageUnknown(item), index, raw: item };
+}
+
+function describe(violations: readonly { pointer: string; detail: string }[]): string {
+  return violations
+    .map((violation) => `${violation.pointer || "/"} ${violation.detail}`)
+    .join("; ");
+}
+
+function salvageUnknown(item: unknown): SalvagedRecord | undefined {
   const record = (typeof item === "object" && item !== null ? item : {}) as Record<string, unknown>;
-  if (!isTenantId(record.tenant_id) || !isLogId(record.log_id)) return [];
+  if (!isTenantId(record.tenant_id) || !isLogId(record.log_id)) return undefined;
   const receivedAt = typeof record.received_at === "string" ? new Date(record.received_at) : null;
-  return [
-    {
-      tenant_id: record.tenant_id,
-      log_id: record.log_id,
-      source: isSource(record.source) ? record.source : null,
-      original_text: typeof record.text === "string" ? record.text : null,
-      received_at: receivedAt !== null && Number.isFinite(receivedAt.getTime()) ? receivedAt : null,
-    },
-  ];
+  return {
+    tenant_id: record.tenant_id,
+    log_id: record.log_id,
+    source: isSource(record.source) ? record.source : null,
+    original_text: typeof record.text === "string" ? record.text : null,
+    received_at: receivedAt !== null && Number.isFinite(receivedAt.getTime()) ? receivedAt : null,
+  };
 }
 
 function isSource(value: unknown): value is RecordSource {
   return value === "json_upload" || value === "text_upload";
 }
 
-async function recordInvalidMessage(
-  decoded: Extract<Decoded, { valid: false }>,
-  context: AttemptContext,
-): Promise<void> {
-  const { delivery, attempt, deps } = context;
-  await Promise.all(
-    decoded.attributable.map((record) =>
-      recordFailure(record, "invalid_message", decoded.detail, context),
-    ),
-  );
-  if (decoded.needsDeadLetter) {
-    await deps.store.recordDeadLetter({
-      message_id: delivery.messageId,
-      reason: "invalid_message",
-      detail: decoded.detail,
-      data_base64: delivery.dataBase64 ?? "",
-      delivery_attempt: attempt,
-    });
-    deps.logger.warn("message names no usable tenant; recorded in dead_letters", {
-      message_id: delivery.messageId,
-      attempt,
-    });
+/** Into the tenant's failed_logs when a tenant can be named, else into dead_letters. */
+async function recordUnusable(item: Unusable, context: AttemptContext): Promise<void> {
+  if (item.record !== undefined) {
+    await recordFailure(item.record, item.reason, item.detail, context);
+    return;
   }
+  const { delivery, attempt, deps } = context;
+  await deps.store.recordDeadLetter({
+    message_id: delivery.messageId,
+    reason: item.reason,
+    detail: item.detail,
+    data_base64:
+      item.index === undefined
+        ? (delivery.dataBase64 ?? "")
+        : Buffer.from(JSON.stringify(item.raw) ?? "null", "utf8").toString("base64"),
+    record_index: item.index ?? null,
+    delivery_attempt: attempt,
+  });
+  deps.logger.warn("message or record names no usable tenant; recorded in dead_letters", {
+    message_id: delivery.messageId,
+    record_index: item.index,
+    attempt,
+  });
 }
 
 function isExpired(publishTime: string | undefined, deps: ProcessDeps): boolean {

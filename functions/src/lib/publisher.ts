@@ -1,12 +1,13 @@
 /**
  * Publishing to Pub/Sub with a bound: `publish` resolves only once Pub/Sub has
- * acknowledged the message, and rejects with ServiceUnavailableError when that
+ * acknowledged the message, and rejects with PublishUnconfirmedError when that
  * does not happen within the configured time, so ingest never hangs and never
- * answers 202 for a message Pub/Sub does not hold.
+ * answers 202 for a message Pub/Sub does not hold. A rejection does not mean the
+ * message is absent: the client library may still deliver a publish it gave up on.
  */
 import type { PubSub, Topic } from "@google-cloud/pubsub";
 import { withDeadline } from "./deadline";
-import { ServiceUnavailableError } from "./errors";
+import { PublishUnconfirmedError } from "./errors";
 
 export interface MessagePublisher {
   /** Resolves with the Pub/Sub message id once the publish is acknowledged. */
@@ -39,18 +40,16 @@ export function boundedPublisher(publish: RawPublish, bounds: PublishBounds): Me
           publish(data, attributes),
           bounds.publishTimeoutMs,
           () =>
-            new ServiceUnavailableError(
-              "publish-unavailable",
-              `The message queue did not confirm the record within ${bounds.publishTimeoutMs} ms; ` +
-                "it was not accepted, retry later",
+            new PublishUnconfirmedError(
+              `The message queue did not confirm the record within ${bounds.publishTimeoutMs} ms`,
               bounds.retryAfterSeconds,
             ),
         );
       } catch (error) {
-        if (error instanceof ServiceUnavailableError) throw error;
-        throw new ServiceUnavailableError(
-          "publish-unavailable",
-          "The message queue refused the record; it was not accepted, retry later",
+        if (error instanceof PublishUnconfirmedError) throw error;
+        // A failed call may have reached Pub/Sub before it failed: still unknown, not refused.
+        throw new PublishUnconfirmedError(
+          "The message queue failed the publish of the record",
           bounds.retryAfterSeconds,
         );
       }

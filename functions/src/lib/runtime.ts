@@ -36,6 +36,7 @@ function authenticator(): Authenticator {
   if (config.authMode === "disabled") return openDemoAuthenticator;
   return createApiKeyAuthenticator(createFirestoreApiKeys(sharedFirestore()).lookup, {
     cacheSeconds: config.apiKeyCacheSeconds,
+    lookupTimeoutMs: config.authTimeoutMs,
     retryAfterSeconds: config.retryAfterSeconds,
   });
 }

@@ -35,6 +35,15 @@ export interface PipelineMessage {
   records: PipelineRecord[];
 }
 
+/**
+ * The message as the worker first reads it: the envelope only. Each record is then validated
+ * on its own, so one record that fails its schema never fails its neighbours.
+ */
+export interface PipelineEnvelope {
+  v: 1;
+  records: unknown[];
+}
+
 /** Most records one message carries: a Firestore batch write takes at most 500 operations. */
 export const MAX_RECORDS_PER_MESSAGE = 500;
 
@@ -56,43 +65,43 @@ export function jsonUploadSchema(limits: SchemaLimits): JSONSchemaType<JsonUploa
   };
 }
 
-export function pipelineMessageSchema(limits: SchemaLimits): JSONSchemaType<PipelineMessage> {
+export function pipelineRecordSchema(limits: SchemaLimits): JSONSchemaType<PipelineRecord> {
   return {
-    $id: "PipelineMessage",
+    $id: "PipelineRecord",
     type: "object",
     additionalProperties: false,
-    required: ["v", "records"],
+    required: ["tenant_id", "log_id", "source", "text", "received_at"],
     properties: {
-      v: { type: "integer", const: 1 },
-      records: {
-        type: "array",
-        minItems: 1,
-        maxItems: MAX_RECORDS_PER_MESSAGE,
-        items: {
-          type: "object",
-          additionalProperties: false,
-          required: ["tenant_id", "log_id", "source", "text", "received_at"],
-          properties: {
-            tenant_id: { type: "string", pattern: TENANT_ID_PATTERN },
-            log_id: { type: "string", pattern: LOG_ID_PATTERN },
-            source: { type: "string", enum: ["json_upload", "text_upload"] },
-            text: {
-              type: "string",
-              minLength: 1,
-              maxLength: limits.maxTextChars,
-              pattern: TEXT_PATTERN,
-            },
-            received_at: { type: "string", pattern: ISO_UTC_TIMESTAMP },
-          },
-        },
+      tenant_id: { type: "string", pattern: TENANT_ID_PATTERN },
+      log_id: { type: "string", pattern: LOG_ID_PATTERN },
+      source: { type: "string", enum: ["json_upload", "text_upload"] },
+      text: {
+        type: "string",
+        minLength: 1,
+        maxLength: limits.maxTextChars,
+        pattern: TEXT_PATTERN,
       },
+      received_at: { type: "string", pattern: ISO_UTC_TIMESTAMP },
     },
   };
 }
 
+export const pipelineEnvelopeSchema: JSONSchemaType<PipelineEnvelope> = {
+  $id: "PipelineEnvelope",
+  type: "object",
+  additionalProperties: false,
+  required: ["v", "records"],
+  properties: {
+    v: { type: "integer", const: 1 },
+    // Any item: each record meets pipelineRecordSchema on its own.
+    records: { type: "array", minItems: 1, maxItems: MAX_RECORDS_PER_MESSAGE, items: {} as never },
+  },
+};
+
 export interface Validators {
   readonly jsonUpload: ValidateFunction<JsonUpload>;
-  readonly pipelineMessage: ValidateFunction<PipelineMessage>;
+  readonly pipelineEnvelope: ValidateFunction<PipelineEnvelope>;
+  readonly pipelineRecord: ValidateFunction<PipelineRecord>;
 }
 
 export function compileValidators(limits: SchemaLimits): Validators {
@@ -100,6 +109,7 @@ export function compileValidators(limits: SchemaLimits): Validators {
   const ajv = new Ajv({ allErrors: true, strict: true });
   return {
     jsonUpload: ajv.compile(jsonUploadSchema(limits)),
-    pipelineMessage: ajv.compile(pipelineMessageSchema(limits)),
+    pipelineEnvelope: ajv.compile(pipelineEnvelopeSchema),
+    pipelineRecord: ajv.compile(pipelineRecordSchema(limits)),
   };
 }

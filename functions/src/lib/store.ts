@@ -1,16 +1,18 @@
 /**
  * Firestore writes of the worker. Processed records are created, never overwritten:
  * `create` fails with ALREADY_EXISTS on a redelivery, which is how a record is
- * stored exactly once whatever Pub/Sub redelivers.
+ * stored exactly once whatever Pub/Sub redelivers. Failure records are created the same
+ * way, so none is ever overwritten.
  */
 import {
   FieldValue,
   Timestamp,
+  type DocumentData,
   type DocumentReference,
   type Firestore,
 } from "@google-cloud/firestore";
-import { withDeadline } from "./deadline";
-import { deadLetterPath, failedLogPath, processedLogPath } from "./paths";
+import { deadlineAfter, withDeadline } from "./deadline";
+import { deadLetterPath, deliveryAttemptsPath, failedLogPath, processedLogPath } from "./paths";
 import type { RedactionCounts } from "./redaction";
 import type { RecordSource } from "./schema";
 
@@ -28,7 +30,12 @@ export interface ProcessedLog {
 }
 
 export type FailureReason =
-  "invalid_message" | "expired" | "log_id_conflict" | "rejected_by_store" | "retries_exhausted";
+  | "invalid_message"
+  | "invalid_record"
+  | "expired"
+  | "log_id_conflict"
+  | "rejected_by_store"
+  | "retries_exhausted";
 
 export interface FailedLog {
   readonly tenant_id: string;
@@ -48,8 +55,10 @@ export interface DeadLetter {
   readonly message_id: string;
   readonly reason: FailureReason;
   readonly detail: string;
-  /** The undecodable payload, base64, so an operator can still recover it. */
+  /** The undecodable payload (the message, or the one record), base64, for an operator. */
   readonly data_base64: string;
+  /** Which record of the message, when only that record names no usable tenant. */
+  readonly record_index: number | null;
   readonly delivery_attempt: number | null;
 }
 
@@ -59,12 +68,25 @@ export type CreateResult =
   | { readonly created: false; readonly existingSha256: string | null }
   | { readonly error: unknown };
 
+/** What a failure record became: written now or before, or not needed (the record is stored). */
+export type FailureOutcome = "recorded" | "already_stored";
+
 export interface RecordStore {
-  /** Create-if-absent for each log, in one round of writes; one result per log, in order. */
+  /**
+   * Create-if-absent for each log, in one round of writes; one result per log, in order.
+   * Never rejects as a whole: a write that missed the deadline has an error result, and
+   * the results of the others are kept.
+   */
   createProcessedLogs(logs: readonly ProcessedLog[]): Promise<CreateResult[]>;
-  /** Idempotent: the same failure recorded twice leaves one document. */
-  recordFailedLog(failed: FailedLog, variant?: string): Promise<void>;
+  /**
+   * Create-if-absent: recording the same failure twice leaves one document, and a failure is
+   * never overwritten. With `unlessStored`, in one transaction with a read of the record's
+   * processed document: a record already stored with this text gets no failure record.
+   */
+  recordFailedLog(failed: FailedLog, options?: { unlessStored?: boolean }): Promise<FailureOutcome>;
   recordDeadLetter(letter: DeadLetter): Promise<void>;
+  /** Counts one more failed attempt of a message; resolves with the failures counted so far. */
+  countFailedAttempt(messageId: string): Promise<number>;
 }
 
 /** gRPC status of Firestore's "document already exists". */
@@ -72,88 +94,146 @@ const ALREADY_EXISTS = 6;
 /** ABORTED, UNAVAILABLE, RESOURCE_EXHAUSTED. */
 const RETRIED_BY_WRITER = new Set([10, 14, 8]);
 
-function isAlreadyExists(result: PromiseSettledResult<unknown> | undefined): boolean {
-  return (
-    result?.status === "rejected" && (result.reason as { code?: unknown }).code === ALREADY_EXISTS
-  );
-}
+const codeOf = (error: unknown): unknown => (error as { code?: unknown } | null)?.code;
 
 /** Transient: the delivery fails and Pub/Sub redelivers it. */
 export class StoreTimeoutError extends Error {
   override readonly name = "StoreTimeoutError";
 }
 
+type WriteOutcome = { created: true } | { exists: true } | { error: unknown };
+
 export function createFirestoreStore(firestore: Firestore, timeoutMs: number): RecordStore {
+  const timeout = () => new StoreTimeoutError(`Firestore did not answer within ${timeoutMs} ms`);
   // A write that lands after its deadline is harmless: the redelivery finds it and, create()
   // being create-if-absent, counts it as already stored.
-  const bounded = <T>(work: Promise<T>): Promise<T> =>
-    withDeadline(
-      work,
-      timeoutMs,
-      () => new StoreTimeoutError(`Firestore did not answer within ${timeoutMs} ms`),
-    );
-  const store: RecordStore = {
-    async createProcessedLogs(logs) {
-      // One BulkWriter per delivery: its creates travel in BatchWrite calls of up to 20, not
-      // one commit each, and each keeps its own result. Measured on the emulator with 100
-      // records a message: about 5,400-6,100 documents/s, against 910-980 for single creates.
-      const writer = firestore.bulkWriter({ throttling: false });
-      // Transient errors get two quick retries here; beyond that, Pub/Sub redelivers.
-      writer.onWriteError(
-        (error) => error.failedAttempts < 3 && RETRIED_BY_WRITER.has(error.code as number),
-      );
-      const refs = logs.map((log) => firestore.doc(processedLogPath(log.tenant_id, log.log_id)));
-      const writes = Promise.allSettled(
-        logs.map((log, index) =>
-          writer.create(refs[index] as DocumentReference, {
-            ...log,
-            received_at: Timestamp.fromDate(log.received_at),
-            processed_at: FieldValue.serverTimestamp(),
-          }),
-        ),
-      );
-      await writer.close();
-      const results = await writes;
+  const bounded = <T>(work: Promise<T>): Promise<T> => withDeadline(work, timeoutMs, timeout);
+  const createOnce = async (ref: DocumentReference, data: DocumentData): Promise<void> => {
+    try {
+      await ref.create(data);
+    } catch (error) {
+      if (codeOf(error) !== ALREADY_EXISTS) throw error;
+    }
+  };
 
-      const existingRefs = refs.filter((_, index) => isAlreadyExists(results[index]));
-      const existing =
-        existingRefs.length > 0 ? await firestore.getAll(...existingRefs) : ([] as const);
-      const existingSha = new Map(
-        existing.map((snapshot) => {
-          const sha: unknown = snapshot.get("text_sha256");
-          return [snapshot.ref.path, typeof sha === "string" ? sha : null] as const;
-        }),
-      );
-      return results.map((result, index): CreateResult => {
-        if (result.status === "fulfilled") return { created: true };
-        if (isAlreadyExists(result)) {
-          return {
-            created: false,
-            existingSha256: existingSha.get((refs[index] as DocumentReference).path) ?? null,
-          };
+  return {
+    async createProcessedLogs(logs) {
+      const deadline = deadlineAfter(timeoutMs, timeout);
+      try {
+        // One BulkWriter per delivery: its creates travel in BatchWrite calls of up to 20, not
+        // one commit each, and each keeps its own result. Measured on the emulator with 100
+        // records a message: about 5,400-6,100 documents/s, against 910-980 for single creates.
+        const writer = firestore.bulkWriter({ throttling: false });
+        // Transient errors get two quick retries here; beyond that, Pub/Sub redelivers.
+        writer.onWriteError(
+          (error) => error.failedAttempts < 3 && RETRIED_BY_WRITER.has(error.code as number),
+        );
+        const refs = logs.map((log) => firestore.doc(processedLogPath(log.tenant_id, log.log_id)));
+        const writes = logs.map((log, index) =>
+          writer
+            .create(refs[index] as DocumentReference, {
+              ...log,
+              received_at: Timestamp.fromDate(log.received_at),
+              processed_at: FieldValue.serverTimestamp(),
+            })
+            .then(
+              (): WriteOutcome => ({ created: true }),
+              (error: unknown): WriteOutcome =>
+                codeOf(error) === ALREADY_EXISTS ? { exists: true } : { error },
+            ),
+        );
+        writer.close().catch(() => undefined);
+        // Each write keeps its own result; only those still pending at the deadline fail.
+        const outcomes = await Promise.all(
+          writes.map((write) =>
+            Promise.race([write, deadline.expired]).catch((error: unknown) => ({ error })),
+          ),
+        );
+
+        const existingRefs = refs.filter((_, index) => "exists" in (outcomes[index] ?? {}));
+        let existingSha = new Map<string, string | null>();
+        let readError: unknown;
+        if (existingRefs.length > 0) {
+          try {
+            const snapshots = await Promise.race([
+              firestore.getAll(...existingRefs),
+              deadline.expired,
+            ]);
+            existingSha = new Map(
+              snapshots.map((snapshot) => {
+                const sha: unknown = snapshot.get("text_sha256");
+                return [snapshot.ref.path, typeof sha === "string" ? sha : null];
+              }),
+            );
+          } catch (error) {
+            readError = error;
+          }
         }
-        return { error: result.reason };
-      });
+        return outcomes.map((outcome, index): CreateResult => {
+          if ("created" in outcome) return { created: true };
+          if ("error" in outcome) return { error: outcome.error };
+          if (readError !== undefined) return { error: readError };
+          const path = (refs[index] as DocumentReference).path;
+          return { created: false, existingSha256: existingSha.get(path) ?? null };
+        });
+      } finally {
+        deadline.clear();
+      }
     },
 
-    async recordFailedLog(failed, variant) {
-      await firestore.doc(failedLogPath(failed.tenant_id, failed.log_id, variant)).set({
+    recordFailedLog(failed, options = {}) {
+      const failedRef = firestore.doc(
+        failedLogPath(failed.tenant_id, failed.log_id, failed.reason, failed.text_sha256),
+      );
+      const data = {
         ...failed,
         received_at: failed.received_at ? Timestamp.fromDate(failed.received_at) : null,
         failed_at: FieldValue.serverTimestamp(),
-      });
+      };
+      if (options.unlessStored !== true) {
+        return bounded(createOnce(failedRef, data).then(() => "recorded" as const));
+      }
+      const processedRef = firestore.doc(processedLogPath(failed.tenant_id, failed.log_id));
+      return bounded(
+        firestore.runTransaction(
+          async (transaction): Promise<FailureOutcome> => {
+            const [processed, existing] = await transaction.getAll(processedRef, failedRef);
+            if (processed?.exists === true && processed.get("text_sha256") === failed.text_sha256) {
+              return "already_stored";
+            }
+            if (existing?.exists !== true) transaction.create(failedRef, data);
+            return "recorded";
+          },
+          { maxAttempts: 3 },
+        ),
+      );
     },
 
-    async recordDeadLetter(letter) {
-      await firestore.doc(deadLetterPath(letter.message_id)).set({
-        ...letter,
-        failed_at: FieldValue.serverTimestamp(),
-      });
+    recordDeadLetter(letter) {
+      const ref = firestore.doc(
+        deadLetterPath(letter.message_id, letter.record_index ?? undefined),
+      );
+      return bounded(createOnce(ref, { ...letter, failed_at: FieldValue.serverTimestamp() }));
     },
-  };
-  return {
-    createProcessedLogs: (logs) => bounded(store.createProcessedLogs(logs)),
-    recordFailedLog: (failed, variant) => bounded(store.recordFailedLog(failed, variant)),
-    recordDeadLetter: (letter) => bounded(store.recordDeadLetter(letter)),
+
+    countFailedAttempt(messageId) {
+      const ref = firestore.doc(deliveryAttemptsPath(messageId));
+      return bounded(
+        firestore.runTransaction(
+          async (transaction) => {
+            const snapshot = await transaction.get(ref);
+            const counted: unknown = snapshot.get("failed_attempts");
+            const failures = (typeof counted === "number" ? counted : 0) + 1;
+            transaction.set(ref, {
+              message_id: messageId,
+              failed_attempts: failures,
+              updated_at: FieldValue.serverTimestamp(),
+            });
+            return failures;
+          },
+          { maxAttempts: 3 },
+        ),
+      );
+    },
   };
 }

@@ -72,10 +72,11 @@ function clock(start = 1_000_000) {
 
 function authenticator(
   lookup: ApiKeyLookup,
-  options: { cacheSeconds?: number; now?: () => number } = {},
+  options: { cacheSeconds?: number; lookupTimeoutMs?: number; now?: () => number } = {},
 ): Authenticator {
   return createApiKeyAuthenticator(lookup, {
     cacheSeconds: options.cacheSeconds ?? 30,
+    lookupTimeoutMs: options.lookupTimeoutMs ?? 1_000,
     retryAfterSeconds: 7,
     ...(options.now ? { now: options.now } : {}),
   });
@@ -395,6 +396,37 @@ describe("API keys", () => {
       expect(keys.calls).to.have.length(1);
       keys.failWith(undefined);
       expect(await auth.authenticate(bearer(key))).to.deep.equal({ tenantId: "acme" });
+    });
+
+    it("answers 503 within the lookup timeout when the key store hangs, then asks afresh", async () => {
+      const keys = memoryKeys();
+      const key = keys.add("acme");
+      const auth = authenticator(keys.lookup, { lookupTimeoutMs: 50 });
+      const release = keys.hold();
+      const started = Date.now();
+      const waiting = Array.from({ length: 3 }, () => rejection(auth.authenticate(bearer(key))));
+      const errors = await Promise.all(waiting);
+      expect(errors.every((error) => error instanceof ServiceUnavailableError)).to.equal(true);
+      expect((errors[0] as ServiceUnavailableError).headers()).to.deep.equal({
+        "Retry-After": "7",
+      });
+      expect(Date.now() - started).to.be.below(1_000);
+      // The hung read is not what the next request waits on: it starts its own.
+      const next = auth.authenticate(bearer(key));
+      expect(keys.calls).to.have.length(2);
+      release();
+      expect(await next).to.deep.equal({ tenantId: "acme" });
+    });
+  });
+
+  describe("checkPresented", () => {
+    it("refuses a missing or malformed key without a lookup, and passes a well-formed one", () => {
+      const keys = memoryKeys();
+      const auth = authenticator(keys.lookup);
+      expect(() => auth.checkPresented({})).to.throw(UnauthorizedError);
+      expect(() => auth.checkPresented(bearer("rdpk_short"))).to.throw(UnauthorizedError);
+      expect(() => auth.checkPresented(bearer(keys.add("acme")))).to.not.throw();
+      expect(keys.calls).to.have.length(0);
     });
   });
 });

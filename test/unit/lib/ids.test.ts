@@ -63,15 +63,28 @@ describe("id rules", () => {
 describe("Firestore paths", () => {
   it("puts records inside their tenant", () => {
     expect(processedLogPath("acme", "123")).to.equal("tenants/acme/processed_logs/123");
-    expect(failedLogPath("acme", "123")).to.equal("tenants/acme/failed_logs/123");
-    expect(failedLogPath("acme", "123", "conflict-0123abcd")).to.equal(
-      "tenants/acme/failed_logs/123.conflict-0123abcd",
+    const sha = "0123abcd".repeat(8);
+    expect(failedLogPath("acme", "123", "log_id_conflict", sha)).to.equal(
+      "tenants/acme/failed_logs/123~log_id_conflict~0123abcd0123abcd",
+    );
+    expect(failedLogPath("acme", "123", "invalid_message", null)).to.equal(
+      "tenants/acme/failed_logs/123~invalid_message~none",
+    );
+  });
+
+  it("keeps every failure out of reach of client log ids, which never contain '~'", () => {
+    const path = failedLogPath("acme", "x", "log_id_conflict", "f".repeat(64));
+    const id = path.split("/").at(-1) ?? "";
+    expect(isLogId(id)).to.equal(false);
+    expect(processedLogPath("acme", "x")).to.not.equal(
+      path.replace("failed_logs", "processed_logs"),
     );
   });
 
   it("refuses ids that could leave the tenant's space", () => {
     expect(() => processedLogPath("acme/../other", "1")).to.throw(UnsafePathError);
     expect(() => processedLogPath("acme", "a/b")).to.throw(UnsafePathError);
-    expect(() => failedLogPath("acme", "1", "../x")).to.throw(UnsafePathError);
+    expect(() => failedLogPath("acme", "1", "../x", null)).to.throw(UnsafePathError);
+    expect(() => failedLogPath("acme", "1", "expired", "../x")).to.throw(UnsafePathError);
   });
 });

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import type { Authenticator } from "../../../functions/src/lib/auth";
 import { openDemoAuthenticator } from "../../../functions/src/lib/auth";
 import { loadConfig } from "../../../functions/src/lib/config";
-import { UnauthorizedError } from "../../../functions/src/lib/errors";
+import { PublishUnconfirmedError, UnauthorizedError } from "../../../functions/src/lib/errors";
 import type { IngestRequest } from "../../../functions/src/lib/http";
 import { handleIngest, type IngestDeps } from "../../../functions/src/lib/ingest-handler";
 import { createLogger } from "../../../functions/src/lib/logger";
@@ -295,13 +295,92 @@ describe("handleIngest", () => {
     expect(published).to.have.length(0);
   });
 
-  it("answers 503 with Retry-After, never 202, when the publish fails", async () => {
-    const { deps, failPublishWith } = setup({ env: { RETRY_AFTER_SECONDS: "7" } });
+  it("answers 503 with Retry-After, never 202, when the publish fails, naming the record", async () => {
+    const { deps, failPublishWith, logs } = setup({ env: { RETRY_AFTER_SECONDS: "7" } });
     failPublishWith("reject");
     const response = await handleIngest(json({ tenant_id: "acme", text: "x" }), deps);
     expect(response.status).to.equal(503);
     expect(response.headers["Retry-After"]).to.equal("7");
-    expect((response.body as { detail: string }).detail).to.match(/not accepted/);
+    const body = response.body as Record<string, string>;
+    expect(body).to.include({ type: "urn:rdp:problem:not-confirmed", outcome: "unknown" });
+    expect(body.log_id).to.match(/^[0-9a-f-]{36}$/);
+    // The outcome is unknown: the answer must not claim the record was refused.
+    expect(body.detail).to.not.match(/not accepted/);
+    expect(body.detail).to.include("may still be stored");
+    expect(body.detail).to.include(`"log_id": "${body.log_id}"`);
+    expect(JSON.parse(logs.at(-1) ?? "{}")).to.include({ status: 503, log_id: body.log_id });
+  });
+
+  it("tells a text upload whose publish was not confirmed to resend it with X-Log-ID", async () => {
+    const { deps, failPublishWith } = setup();
+    failPublishWith("reject");
+    const response = await handleIngest(post("t", "text/plain", { "x-tenant-id": "acme" }), deps);
+    const body = response.body as Record<string, string>;
+    expect(body.detail).to.include(`X-Log-ID: ${body.log_id}`);
+  });
+
+  describe("with an Idempotency-Key", () => {
+    const keyed = (key: string, text = "t") =>
+      post(text, "text/plain", { "x-tenant-id": "acme", "idempotency-key": key });
+
+    it("derives the log id from the tenant, the key and the line, the same on every resend", async () => {
+      const { deps } = setup();
+      const ids = [];
+      for (const request of [keyed('"order-7"'), keyed('"order-7"'), keyed("order-7")]) {
+        ids.push((await handleIngest(request, deps)).body as { log_id: string });
+      }
+      const [first] = ids;
+      expect(first?.log_id).to.match(/^ik-[0-9a-f]{32}-1$/);
+      expect(ids.map((id) => id.log_id)).to.deep.equal([
+        first?.log_id,
+        first?.log_id,
+        first?.log_id,
+      ]);
+      const other = (await handleIngest(keyed('"order-8"'), deps)).body as { log_id: string };
+      expect(other.log_id).to.not.equal(first?.log_id);
+    });
+
+    it("gives another tenant another id for the same key", async () => {
+      const { deps } = setup();
+      const acme = (await handleIngest(keyed('"k"'), deps)).body as { log_id: string };
+      const globex = (
+        await handleIngest(
+          post("t", "text/plain", { "x-tenant-id": "globex", "idempotency-key": '"k"' }),
+          deps,
+        )
+      ).body as { log_id: string };
+      expect(acme.log_id).to.not.equal(globex.log_id);
+    });
+
+    it("keeps an explicit log id over the derived one", async () => {
+      const { deps } = setup();
+      const response = await handleIngest(
+        post("t", "text/plain", {
+          "x-tenant-id": "acme",
+          "x-log-id": "mine",
+          "idempotency-key": '"k"',
+        }),
+        deps,
+      );
+      expect(response.body).to.include({ log_id: "mine" });
+    });
+
+    it("tells the client to resend unchanged with the same key when unconfirmed", async () => {
+      const { deps, failPublishWith } = setup();
+      failPublishWith("reject");
+      const response = await handleIngest(keyed('"k"'), deps);
+      expect((response.body as { detail: string }).detail).to.include("same Idempotency-Key");
+    });
+
+    for (const bad of ['""', '"a\\b"', "x".repeat(256), '"tab\there"', "é"]) {
+      it(`refuses the key ${JSON.stringify(bad).slice(0, 24)} with 400`, async () => {
+        const { deps, published } = setup();
+        const response = await handleIngest(keyed(bad), deps);
+        expect(response.status).to.equal(400);
+        expect(response.body).to.include({ type: "urn:rdp:problem:invalid-idempotency-key" });
+        expect(published).to.have.length(0);
+      });
+    }
   });
 
   it("answers 503 within the publish timeout when Pub/Sub never acknowledges", async () => {
@@ -315,6 +394,7 @@ describe("handleIngest", () => {
 
   describe("with an authenticated caller", () => {
     const keyFor = (tenantId: string): Authenticator => ({
+      checkPresented: () => undefined,
       authenticate: async (headers) => {
         if (headers.authorization !== "Bearer good")
           throw new UnauthorizedError("The API key is unknown or revoked");
@@ -373,7 +453,20 @@ describe("handleIngest with an NDJSON batch", () => {
       "application/x-ndjson",
     );
 
-  it("accepts valid lines, rejects invalid ones, and says which is which", async () => {
+  it("answers 202 only when every line was accepted", async () => {
+    const { deps } = setup();
+    const response = await handleIngest(
+      ndjson([
+        { tenant_id: "acme", text: "a" },
+        { tenant_id: "acme", text: "b" },
+      ]),
+      deps,
+    );
+    expect(response.status).to.equal(202);
+    expect(response.body).to.include({ accepted: 2, in_doubt: 0, rejected: 0 });
+  });
+
+  it("accepts valid lines, rejects invalid ones, says which is which, and answers 400", async () => {
     const { deps, published } = setup();
     const response = await handleIngest(
       ndjson([
@@ -385,13 +478,20 @@ describe("handleIngest with an NDJSON batch", () => {
       ]),
       deps,
     );
-    expect(response.status).to.equal(202);
+    expect(response.status).to.equal(400);
+    expect(response.headers["Content-Type"]).to.equal("application/problem+json");
     const body = response.body as {
+      type: string;
       accepted: number;
       rejected: number;
       results: Record<string, unknown>[];
     };
-    expect(body).to.include({ accepted: 2, rejected: 2 });
+    expect(body).to.include({
+      type: "urn:rdp:problem:batch-partially-rejected",
+      accepted: 2,
+      in_doubt: 0,
+      rejected: 2,
+    });
     expect(body.results.map((result) => [result.line, result.status])).to.deep.equal([
       [1, "accepted"],
       [2, "rejected"],
@@ -434,15 +534,77 @@ describe("handleIngest with an NDJSON batch", () => {
       expect(Buffer.byteLength(JSON.stringify(entry.message))).to.be.at.most(1024);
   });
 
-  it("marks every line rejected with 503 when the publish fails, and answers 503", async () => {
+  it("marks unconfirmed lines in doubt with their log ids, and answers 503", async () => {
     const { deps, failPublishWith } = setup();
     failPublishWith("reject");
-    const response = await handleIngest(ndjson([{ tenant_id: "acme", text: "x" }]), deps);
+    const response = await handleIngest(
+      ndjson([
+        { tenant_id: "acme", text: "x" },
+        { tenant_id: "acme", log_id: "kept", text: "y" },
+      ]),
+      deps,
+    );
     expect(response.status).to.equal(503);
     expect(response.headers["Retry-After"]).to.equal("5");
-    expect(
-      (response.body as { results: { problem: { status: number } }[] }).results[0]?.problem.status,
-    ).to.equal(503);
+    const body = response.body as {
+      type: string;
+      results: { status: string; log_id: string; problem: { status: number } }[];
+    };
+    expect(body).to.include({ type: "urn:rdp:problem:batch-not-confirmed", in_doubt: 2 });
+    expect(body.results.map((result) => result.status)).to.deep.equal(["in_doubt", "in_doubt"]);
+    expect(body.results[0]?.log_id).to.match(/^[0-9a-f-]{36}$/);
+    expect(body.results[1]?.log_id).to.equal("kept");
+    expect(body.results[0]?.problem.status).to.equal(503);
+  });
+
+  it("answers 503 for a batch with accepted, rejected and unconfirmed lines, listing each", async () => {
+    const { deps } = setup({ env: { MAX_MESSAGE_BYTES: "1024" } });
+    let publishes = 0;
+    const queue = deps.queue;
+    const failing: IngestDeps = {
+      ...deps,
+      queue: {
+        enqueue: (record) => queue.enqueue(record),
+        // The first message is confirmed, the second is not.
+        enqueueAll: (records) =>
+          queue.enqueueAll(records).map((messageId) =>
+            messageId.then((id) => {
+              if (id !== "1") throw new PublishUnconfirmedError("not confirmed", 5);
+              publishes += 1;
+              return id;
+            }),
+          ),
+      },
+    };
+    const lines = [
+      { tenant_id: "acme", log_id: "a", text: "x".repeat(600) },
+      { tenant_id: "acme", log_id: "b/bad", text: "x" },
+      { tenant_id: "acme", log_id: "c", text: "y".repeat(600) },
+    ];
+    const response = await handleIngest(ndjson(lines), failing);
+    expect(response.status).to.equal(503);
+    expect(publishes).to.equal(1);
+    const body = response.body as { results: { status: string; log_id?: string }[] };
+    expect(body).to.include({ accepted: 1, in_doubt: 1, rejected: 1 });
+    expect(body.results.map((result) => [result.status, result.log_id])).to.deep.equal([
+      ["accepted", "a"],
+      ["rejected", undefined],
+      ["in_doubt", "c"],
+    ]);
+  });
+
+  it("derives each line's log id from the Idempotency-Key and its line number", async () => {
+    const { deps } = setup();
+    const request = (): IngestRequest => ({
+      ...ndjson([{ tenant_id: "acme", text: "a" }, "", { tenant_id: "acme", text: "b" }]),
+      headers: { "content-type": "application/x-ndjson", "idempotency-key": '"batch-1"' },
+    });
+    const first = (await handleIngest(request(), deps)).body as { results: { log_id: string }[] };
+    const again = (await handleIngest(request(), deps)).body as { results: { log_id: string }[] };
+    const ids = first.results.map((result) => result.log_id);
+    expect(ids[0]).to.match(/-1$/);
+    expect(ids[1]).to.match(/-3$/);
+    expect(again.results.map((result) => result.log_id)).to.deep.equal(ids);
   });
 
   it("refuses batches over the record limit with 413", async () => {
@@ -452,7 +614,12 @@ describe("handleIngest with an NDJSON batch", () => {
   });
 
   it("applies the tenant check to every line", async () => {
-    const { deps } = setup({ authenticator: { authenticate: async () => ({ tenantId: "acme" }) } });
+    const { deps } = setup({
+      authenticator: {
+        checkPresented: () => undefined,
+        authenticate: async () => ({ tenantId: "acme" }),
+      },
+    });
     const response = await handleIngest(
       ndjson([{ text: "mine" }, { tenant_id: "globex", text: "theirs" }]),
       deps,
