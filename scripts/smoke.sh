@@ -153,8 +153,10 @@ if [[ -n ${FIRESTORE_EMULATOR_HOST-} && $FAILURES -eq 0 ]]; then
       done
       if [[ $status != 200 ]]; then
         hint=""
-        if [[ $(emulator_document "tenants/$TENANT/failed_logs/$log_id" "$WORK/failed.json") == 200 ]]; then
-          hint=" (it is in failed_logs: $(head -c 500 "$WORK/failed.json"))"
+        # Failures are kept as failed_logs/<log_id>~<reason>~<hash>; the listing names them.
+        if [[ $(emulator_document "tenants/$TENANT/failed_logs" "$WORK/failed.json") == 200 ]] &&
+          grep -q "failed_logs/$log_id~" "$WORK/failed.json"; then
+          hint=" (it is in failed_logs: $(grep -o "failed_logs/$log_id~[a-z_]*" "$WORK/failed.json" | head -n 1))"
         fi
         fail "$doc did not appear within ${WAIT_SECONDS}s (last HTTP status $status)$hint"
         continue

@@ -2,8 +2,8 @@
 import { onRequest } from "firebase-functions/v2/https";
 import { installBodyGate } from "./lib/body-gate";
 import { guardFrameworkErrorLogs } from "./lib/framework-log-guard";
-import { bodyLimitFor, handleIngest, preflight } from "./lib/ingest-handler";
-import { config, ingestDependencies, logger } from "./lib/runtime";
+import { handleIngest } from "./lib/ingest-handler";
+import { ingestBodyGate, ingestDependencies, logger } from "./lib/runtime";
 
 guardFrameworkErrorLogs(logger);
 
@@ -12,14 +12,7 @@ guardFrameworkErrorLogs(logger);
 // emulator (`npm run emulators`, a development convenience) serves its own health checks and
 // paths on the same server, so it keeps its own body parser (32 MB limit).
 if (process.env.FUNCTION_TARGET === "ingest" && process.env.FUNCTIONS_EMULATOR !== "true") {
-  installBodyGate({
-    preflight: (request) => preflight(request, ingestDependencies()),
-    limitFor: (headers) => bodyLimitFor(headers, config),
-    maxBufferedBytes: config.maxBufferedBodyBytes,
-    retryAfterSeconds: config.retryAfterSeconds,
-    onRefused: (status, error) =>
-      logger.info("request refused before the function ran", { status, error_name: error.name }),
-  });
+  installBodyGate(ingestBodyGate());
 }
 
 export const ingest = onRequest(

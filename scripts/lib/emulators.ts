@@ -510,6 +510,18 @@ export class Emulator {
     return this.process.running;
   }
 
+  /**
+   * Freezes the emulator (SIGSTOP to its process group): it keeps its state and its sockets,
+   * and answers nothing until `resume`, as a backend that stalls rather than dies.
+   */
+  pause(): void {
+    this.process.kill("SIGSTOP");
+  }
+
+  resume(): void {
+    this.process.kill("SIGCONT");
+  }
+
   async start(): Promise<void> {
     await assertPortFree(this.host, this.port, `${this.kind} emulator`);
     this.process.start();

@@ -10,11 +10,14 @@
  * - rejected: every request got a 4xx or was refused before it reached the server, so it must
  *   not be stored.
  *
- * Log ids are the client's own, as a client that retries safely sends them, so a retried
- * record (`retries`) can only ever be stored once. Nothing here knows about emulators: the
- * chaos tests, the load scenarios and a shell run against a deployed URL use it alike.
+ * A record is identified the two ways the README tells a client that retries safely: its own
+ * log id (`ids: "log-id"`), or an Idempotency-Key and no log id (`ids: "idempotency-key"`), the
+ * server deriving the id. Either way a retried record (`retries`, after the answer's
+ * Retry-After) can only ever be stored once. Nothing here knows about emulators: the chaos
+ * tests, the load scenarios and a shell run against a deployed URL use it alike.
  */
 import fs from "node:fs";
+import { idempotentLogId } from "../../functions/src/lib/ids";
 import { PII, seededRandom } from "./bench/payloads";
 import { type ExpectedRecord, sha256Hex } from "./reconcile";
 
@@ -62,8 +65,11 @@ export interface LoadOptions {
   readonly apiKeys?: Readonly<Record<string, string>>;
   /** Client-side bound of one request (default 30 s); hitting it counts as in doubt. */
   readonly requestTimeoutMs?: number;
+  /** How records name themselves (default log-id: `<prefix>-<index>`). */
+  readonly ids?: "log-id" | "idempotency-key";
   /** Extra requests for a record whose answer was not final (5xx, no answer) (default 0). */
   readonly retries?: number;
+  /** Wait before a retry when the answer has no Retry-After (default 500 ms). */
   readonly retryDelayMs?: number;
   /** Pace: at most this many records started per second (default: as fast as possible). */
   readonly ratePerSecond?: number;
@@ -154,10 +160,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const plan = Array.from({ length: options.records }, (_, index): PlannedRecord => {
     const kind: RecordKind = random() < (options.jsonShare ?? 0.5) ? "json" : "text";
     const text = options.textOf?.(index) ?? generatedText(index, random);
+    const tenantId = options.tenants[index % options.tenants.length] as string;
+    const name = `${options.logIdPrefix}-${index}`;
+    const byKey = options.ids === "idempotency-key";
     return {
       index,
-      tenant_id: options.tenants[index % options.tenants.length] as string,
-      log_id: `${options.logIdPrefix}-${index}`,
+      tenant_id: tenantId,
+      // With a key the server derives the id: the record is the only line of its request.
+      log_id: byKey ? idempotentLogId(tenantId, name, 1) : name,
+      idempotency_key: byKey ? name : undefined,
       kind,
       text,
       text_sha256: sha256Hex(text),
@@ -188,8 +199,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       }
       let verdict: Verdict = "rejected";
       let sawDoubt = false;
+      let wait = 0;
       for (let attempt = 1; attempt <= 1 + (options.retries ?? 0); attempt += 1) {
-        if (attempt > 1) await delay(options.retryDelayMs ?? 500);
+        if (attempt > 1) await delay(wait);
         await gate?.enter();
         let outcome: RequestOutcome;
         try {
@@ -201,6 +213,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         options.onOutcome?.(outcome);
         if (outcome.verdict === "in_doubt") sawDoubt = true;
         verdict = outcome.verdict;
+        const retryAfter = Number(outcome.retryAfter);
+        wait =
+          Number.isFinite(retryAfter) && retryAfter > 0
+            ? retryAfter * 1000
+            : (options.retryDelayMs ?? 500);
         // Final answers: a 202, or a 4xx (the record itself was refused).
         if (outcome.status !== null && outcome.status < 500) break;
       }
@@ -247,6 +264,7 @@ interface PlannedRecord {
   readonly index: number;
   readonly tenant_id: string;
   readonly log_id: string;
+  readonly idempotency_key: string | undefined;
   readonly kind: RecordKind;
   readonly text: string;
   readonly text_sha256: string;
@@ -260,17 +278,19 @@ async function send(
   const apiKey = options.apiKeys?.[item.tenant_id];
   const headers: Record<string, string> = {};
   if (apiKey !== undefined) headers.authorization = `Bearer ${apiKey}`;
+  const key = item.idempotency_key;
+  if (key !== undefined) headers["idempotency-key"] = `"${key}"`;
   let body: string;
   if (item.kind === "json") {
     headers["content-type"] = "application/json";
     body = JSON.stringify({
       ...(apiKey === undefined ? { tenant_id: item.tenant_id } : {}),
-      log_id: item.log_id,
+      ...(key === undefined ? { log_id: item.log_id } : {}),
       text: item.text,
     });
   } else {
     headers["content-type"] = "text/plain; charset=utf-8";
-    headers["x-log-id"] = item.log_id;
+    if (key === undefined) headers["x-log-id"] = item.log_id;
     if (apiKey === undefined) headers["x-tenant-id"] = item.tenant_id;
     body = item.text;
   }

@@ -6,10 +6,10 @@
  *
  * Where a record can be:
  * - `tenants/{t}/processed_logs/{log_id}`: stored (the normal case);
- * - `tenants/{t}/failed_logs/{log_id}.conflict-{sha16}`, reason log_id_conflict: kept beside an
- *   earlier record with the same log_id and another text (counted as a conflict, not a loss);
- * - `tenants/{t}/failed_logs/{log_id}`, another reason (expired, invalid_message,
- *   rejected_by_store): dead-lettered, kept with its text for an operator;
+ * - `tenants/{t}/failed_logs/{log_id}~log_id_conflict~{sha16}`: kept beside an earlier record
+ *   with the same log_id and another text (counted as a conflict, not a loss);
+ * - `tenants/{t}/failed_logs/{log_id}~{reason}~{sha16}`, another reason (expired,
+ *   retries_exhausted, invalid_record, rejected_by_store): dead-lettered, kept with its text;
  * - nowhere: missing.
  *
  * A document id is unique per path, so a duplicate can only show up as the same content in more
@@ -575,7 +575,11 @@ export function formatReport(report: ReconcileReport, title = "reconciliation"):
     ["duplicated", report.duplicated],
     ["wrong content", report.wrongContent],
     ["unexpected", report.unexpected],
-    ["in doubt", report.inDoubt, `${report.inDoubtStored} of them stored`],
+    [
+      "in doubt",
+      report.inDoubt,
+      `answered 503 or not at all, never 202: ${report.inDoubtStored} of them stored (not an error)`,
+    ],
     ["dead_letters", report.deadLetters ?? "-", "messages naming no tenant"],
     [
       "retried",

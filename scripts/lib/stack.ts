@@ -117,6 +117,8 @@ export interface Stack {
   readonly firestoreHost: string;
   /** The environment the functions run with (our basics or inherited variables excluded). */
   readonly env: Readonly<Record<string, string>>;
+  /** The compiled functions package both functions are served from. */
+  readonly functionsSource: string;
   readonly logs: StackLogs;
   readonly emulators: Emulators;
   readonly worker: InstanceStatus;
@@ -188,46 +190,26 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       RDP_LOCAL_STACK: "true",
       ...options.env,
     };
-    const profileDir = process.env.RDP_CPU_PROF;
-    const functionProcess = (target: string, signature: "http" | "cloudevent", port: number) =>
-      new ManagedProcess({
-        name: `${target} function`,
-        command: process.execPath,
-        args: [
-          "--enable-source-maps",
-          FUNCTION_HEAP_LIMIT,
-          // RDP_CPU_PROF=<dir>: a V8 CPU profile of each function, written when it stops.
-          ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
-          FRAMEWORK_MAIN,
-          `--target=${target}`,
-          `--signature-type=${signature}`,
-          `--source=${source}`,
-        ],
-        // What Cloud Run sets for a Cloud Functions instance.
-        env: childEnv(
-          {
-            ...env,
-            PORT: String(port),
-            K_SERVICE: target,
-            FUNCTION_TARGET: target,
-            FUNCTION_SIGNATURE_TYPE: signature,
-          },
-          options.inheritEnv,
-        ),
-        cwd: path.dirname(source),
+    const functionProcess = (target: FunctionTarget, port: number) =>
+      functionInstance({
+        target,
+        port,
+        source,
+        env,
+        inheritEnv: options.inheritEnv,
         logFile: path.join(runDir, `${target}.log`),
       });
 
     // functions-framework listens only once the module has loaded, so a connection means ready;
     // an HTTP probe without a body would make its CloudEvent middleware throw. Both are
     // replaced when they die, as Cloud Run replaces a crashed instance.
-    const ingest = new Supervisor(functionProcess("ingest", "http", ingestPort), {
+    const ingest = new Supervisor(functionProcess("ingest", ingestPort), {
       host,
       port: ingestPort,
       timeoutMs: readyTimeoutMs,
       restartDelayMs: options.restartDelayMs ?? 250,
     });
-    const worker = new Supervisor(functionProcess("process", "cloudevent", processPort), {
+    const worker = new Supervisor(functionProcess("process", processPort), {
       host,
       port: processPort,
       timeoutMs: readyTimeoutMs,
@@ -256,6 +238,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       pubsubHost: emulators.pubsub.hostPort,
       firestoreHost: emulators.firestore.hostPort,
       env,
+      functionsSource: source,
       logs,
       emulators,
       worker: statusOf(worker),
@@ -282,6 +265,53 @@ function statusOf(supervisor: Supervisor): InstanceStatus {
       return supervisor.restarts;
     },
   };
+}
+
+export type FunctionTarget = "ingest" | "process";
+
+export interface FunctionInstanceSpec {
+  readonly target: FunctionTarget;
+  readonly port: number;
+  /** The compiled functions package (see resolveFunctionsSource). */
+  readonly source: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly inheritEnv?: boolean;
+  readonly logFile: string;
+}
+
+/**
+ * One instance of a function, served by functions-framework as Cloud Run serves it, with the
+ * variables Cloud Run sets. Not started: `start()` it, or hand it to a supervisor.
+ */
+export function functionInstance(spec: FunctionInstanceSpec): ManagedProcess {
+  const signature = spec.target === "ingest" ? "http" : "cloudevent";
+  const profileDir = process.env.RDP_CPU_PROF;
+  return new ManagedProcess({
+    name: `${spec.target} function`,
+    command: process.execPath,
+    args: [
+      "--enable-source-maps",
+      FUNCTION_HEAP_LIMIT,
+      // RDP_CPU_PROF=<dir>: a V8 CPU profile of each function, written when it stops.
+      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+      FRAMEWORK_MAIN,
+      `--target=${spec.target}`,
+      `--signature-type=${signature}`,
+      `--source=${spec.source}`,
+    ],
+    env: childEnv(
+      {
+        ...spec.env,
+        PORT: String(spec.port),
+        K_SERVICE: spec.target,
+        FUNCTION_TARGET: spec.target,
+        FUNCTION_SIGNATURE_TYPE: signature,
+      },
+      spec.inheritEnv,
+    ),
+    cwd: path.dirname(spec.source),
+    logFile: spec.logFile,
+  });
 }
 
 /** The compiled functions to serve, checked to exist so a missing build fails with a hint. */

@@ -16,9 +16,11 @@
  *   retries, and every 202 stored.
  */
 import { expect } from "chai";
+import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Firestore } from "@google-cloud/firestore";
+import { promisify } from "node:util";
+import { Firestore, type QueryDocumentSnapshot } from "@google-cloud/firestore";
 import type { Emulator } from "../../scripts/lib/emulators";
 import {
   type LoadOptions,
@@ -37,6 +39,8 @@ import {
   reportJson,
   waitForDrain,
 } from "../../scripts/lib/reconcile";
+import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
+import { REPO_ROOT } from "../../scripts/lib/emulators";
 import { RUN_LOG_DIR } from "./support/hooks";
 import {
   RUN_ID,
@@ -57,6 +61,25 @@ const CHAOS_COMMAND =
   "test/integration/chaos.test.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `npm run reconcile` on the accepted list a scenario wrote, as an operator would run it. */
+async function runReconcileCli(stack: TestStack): Promise<{ stdout: string }> {
+  return promisify(execFile)(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      path.join(REPO_ROOT, "scripts", "reconcile.ts"),
+      "--accepted",
+      path.join(stack.logs.dir, "accepted.jsonl"),
+      "--project",
+      stack.project,
+      "--firestore-host",
+      stack.firestoreHost,
+    ],
+    { cwd: REPO_ROOT, timeout: 120_000 },
+  );
+}
 
 interface ScenarioFigures {
   readonly scenario: string;
@@ -518,9 +541,12 @@ describe("chaos: every accepted record is stored exactly once", function () {
     );
 
     const poisonRecord = poison.accepted[0] as ExpectedRecord;
-    const failedDoc = await firestore
-      .doc(`tenants/${poisonRecord.tenant_id}/failed_logs/${poisonRecord.log_id}`)
+    const failedDocs = await firestore
+      .collection(`tenants/${poisonRecord.tenant_id}/failed_logs`)
+      .where("log_id", "==", poisonRecord.log_id)
       .get();
+    expect(failedDocs.size, "the poison record's failure").to.equal(1);
+    const failedDoc = failedDocs.docs[0] as QueryDocumentSnapshot;
     const messageId = failedDoc.get("message_id") as string;
     const poisonAttempts = () =>
       logEntries(stack.logs.process).then(
@@ -620,5 +646,152 @@ describe("chaos: every accepted record is stored exactly once", function () {
     expectExactlyOnce(report);
     expect(loadReport.accepted.length).to.be.at.least(records * 0.9);
     expect((await stack.readLog("ingest")).match(/Serving function/g)).to.have.length(3);
+  });
+
+  /** Loads of clients that follow the README's retry advice, by log id and by Idempotency-Key. */
+  function adviceFollowingLoads(
+    stack: TestStack,
+    options: Omit<LoadOptions, "url" | "logIdPrefix" | "seed" | "records">,
+    scenario: string,
+    records: number,
+  ): Promise<LoadReport>[] {
+    const retrying = { ...options, records, retries: 60 };
+    return [
+      load(stack, { ...retrying, logIdPrefix: `${scenario}-l-${RUN_ID}`, seed: 7 }),
+      load(stack, {
+        ...retrying,
+        logIdPrefix: `${scenario}-k-${RUN_ID}`,
+        seed: 8,
+        ids: "idempotency-key",
+      }),
+    ];
+  }
+
+  it("tells the truth while Pub/Sub is paused: clients following the advice store each record once", async () => {
+    const startedAt = Date.now();
+    const stack = await chaosStack("pubsub-pause", {
+      PUBLISH_TIMEOUT_MS: "1500",
+      RETRY_AFTER_SECONDS: "1",
+    });
+    const { pubsub } = sharedEmulators().emulators;
+    const tenants = tenantsOf("pubsub-pause", 3);
+    const records = 300;
+    const tracker = progress(records);
+    const common = { tenants, concurrency: 8, ratePerSecond: 25, onOutcome: tracker.onOutcome };
+    const following = adviceFollowingLoads(stack, common, "ppause", records);
+    // And clients that do not retry: their 503s stay in doubt, which is no error.
+    const once = load(stack, {
+      ...common,
+      records: 150,
+      logIdPrefix: `ppause-o-${RUN_ID}`,
+      seed: 9,
+    });
+
+    await tracker.reached(0.5);
+    const pausedAt = Date.now();
+    pubsub.pause();
+    try {
+      await sleep(15_000);
+    } finally {
+      pubsub.resume();
+    }
+    const resumedAt = Date.now();
+    const loads = await Promise.all([...following, once]);
+    const accepted = loads.flatMap((run) => run.accepted);
+    const inDoubt = loads.flatMap((run) => run.inDoubt);
+    const report = await reconcileStack(stack, { accepted, inDoubt }, tenants);
+    const answeredInPause = loads
+      .flatMap((run) => run.outcomes)
+      .filter((outcome) => outcome.startedAt >= pausedAt && outcome.startedAt < resumedAt);
+    await record(
+      "Pub/Sub emulator paused 15 s",
+      stack,
+      loads,
+      report,
+      startedAt,
+      `${answeredInPause.filter((outcome) => outcome.status === 503).length} requests answered ` +
+        `503 (not confirmed) in the pause; ${following.length * records} records retried by ` +
+        `log id or Idempotency-Key until 202; 150 sent once`,
+    );
+
+    expect(answeredInPause.some((outcome) => outcome.status === 503)).to.equal(true);
+    for (const outcome of answeredInPause.filter((item) => item.status !== 202)) {
+      expect(outcome.status, JSON.stringify(outcome)).to.equal(503);
+      expect(outcome.retryAfter).to.equal("1");
+    }
+    const [byLogId, byKey] = loads as [LoadReport, LoadReport, LoadReport];
+    expect(byLogId.accepted).to.have.length(records);
+    expect(byKey.accepted).to.have.length(records);
+    expect(report.inDoubt, "records of the clients that did not retry").to.be.greaterThan(0);
+    expectExactlyOnce(report);
+    expect(stack.ingest.restarts).to.equal(0);
+
+    // The reconcile CLI reads the run's list and counts the in-doubt records apart: exit 0.
+    const { stdout } = await runReconcileCli(stack);
+    expect(stdout).to.match(/in doubt\s+\d+/);
+    expect(stdout).to.include("RESULT: OK");
+  });
+
+  it("keeps its promises while Firestore is paused: keys answer 503 in time, the worker retries", async () => {
+    const startedAt = Date.now();
+    const stack = await chaosStack("firestore-pause", {
+      AUTH_MODE: "api_key",
+      API_KEY_CACHE_SECONDS: "1",
+      AUTH_TIMEOUT_MS: "1000",
+      STORE_TIMEOUT_MS: "1500",
+      RETRY_AFTER_SECONDS: "1",
+      SIMULATED_WORK_MS_PER_CHAR: "0.05",
+    });
+    const { firestore: firestoreEmulator } = sharedEmulators().emulators;
+    const tenants = tenantsOf("firestore-pause", 3);
+    const keys = createFirestoreApiKeys(firestore);
+    const apiKeys = Object.fromEntries(
+      await Promise.all(
+        tenants.map(async (tenant) => [tenant, (await keys.create(tenant, "chaos")).key] as const),
+      ),
+    );
+    const records = 300;
+    const tracker = progress(records);
+    const following = adviceFollowingLoads(
+      stack,
+      { tenants, apiKeys, concurrency: 8, ratePerSecond: 25, onOutcome: tracker.onOutcome },
+      "fpause",
+      records,
+    );
+
+    await tracker.reached(0.5);
+    const pausedAt = Date.now();
+    firestoreEmulator.pause();
+    try {
+      await sleep(10_000);
+    } finally {
+      firestoreEmulator.resume();
+    }
+    const resumedAt = Date.now();
+    const loads = await Promise.all(following);
+    const accepted = loads.flatMap((run) => run.accepted);
+    const report = await reconcileStack(stack, { accepted }, tenants);
+    const refusedInPause = loads
+      .flatMap((run) => run.outcomes)
+      .filter((outcome) => outcome.startedAt >= pausedAt && outcome.startedAt < resumedAt)
+      .filter((outcome) => outcome.status === 503);
+    const slowest = Math.max(0, ...refusedInPause.map((outcome) => outcome.latencyMs));
+    await record(
+      "Firestore emulator paused 10 s",
+      stack,
+      loads,
+      report,
+      startedAt,
+      `${refusedInPause.length} requests answered 503 (keys cannot be checked) in the pause, ` +
+        `the slowest in ${slowest} ms (AUTH_TIMEOUT_MS=1000)`,
+    );
+
+    expect(refusedInPause.length, "requests whose key could not be checked").to.be.greaterThan(0);
+    expect(slowest).to.be.below(5_000);
+    for (const run of loads) expect(run.accepted).to.have.length(records);
+    expectExactlyOnce(report);
+    expect(report.stored).to.equal(2 * records);
+    const attempts = await logEntries(stack.logs.process);
+    expect(attempts.filter((line) => line.message === FAILED_ATTEMPT).length).to.be.greaterThan(0);
   });
 });

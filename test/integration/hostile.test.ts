@@ -6,14 +6,13 @@
  * caller's tenant and no document for any hostile log id. Last, the logs of both functions are
  * searched for API keys, Authorization values and the marker every sent text carries.
  *
- * Two kinds of request never reach our handler, so they cannot be answered with problem+json:
- * - "framework": with `Content-Type: application/json`, the Functions Framework's body parser
- *   (body-parser, strict mode) refuses a body that is not a JSON object or array (400), and a
- *   JSON body in a charset other than UTF-* (415), with an HTML page, before our function runs.
+ * Every body is read by the ingest body gate, before the Functions Framework's own parser could
+ * answer with its HTML pages, so malformed JSON too gets problem+json. One kind of request never
+ * reaches our code, so it cannot be answered with problem+json:
  * - "http-parser": Node's own HTTP parser (llhttp) refuses a malformed request head (a bare CR
  *   or LF, obs-fold, NUL in a header) with a bare 400 and closes the connection, before any
  *   JavaScript runs. In production Google's front end refuses these before Cloud Run.
- * For both, the test asserts the status and that nothing was written.
+ * For it, the test asserts the status and that nothing was written.
  */
 import { Firestore } from "@google-cloud/firestore";
 import { expect } from "chai";
@@ -69,8 +68,6 @@ interface HttpRequestSpec {
 type Expectation =
   /** Our handler answers: problem+json with this status. */
   | "problem"
-  /** The Functions Framework's body parser answers (see the file comment). */
-  | "framework"
   /** Node's HTTP parser answers (see the file comment). */
   | "http-parser";
 
@@ -584,25 +581,21 @@ const HOSTILE: readonly HostileCase[] = [
   {
     name: "application/json; charset=latin1",
     status: 415,
-    answeredBy: "framework",
     send: rawJsonPost(jsonBody(78), "application/json; charset=latin1"),
   },
   {
     name: "application/json with a plain-text body",
     status: 400,
-    answeredBy: "framework",
     send: rawJsonPost(text(79)),
   },
   {
     name: "application/json cut short",
     status: 400,
-    answeredBy: "framework",
     send: rawJsonPost(jsonBody(80).slice(0, -5)),
   },
   {
     name: "application/json holding a bare string",
     status: 400,
-    answeredBy: "framework",
     send: rawJsonPost(JSON.stringify(text(81))),
   },
 
@@ -851,9 +844,6 @@ describe("hostile requests against the running stack (AUTH_MODE=api_key)", funct
           }
           if (hostile.status === 401) expect(reply.headers["www-authenticate"]).to.match(/^Bearer/);
           if (hostile.status === 405) expect(reply.headers.allow).to.equal("POST");
-        } else if (by === "framework") {
-          // The Functions Framework's body parser answered (see the file comment): its own HTML.
-          expect(reply.headers["content-type"]).to.not.match(/problem\+json/);
         } else {
           // Node's HTTP parser answered with a bare head and closed the connection.
           expect(reply.headers["content-type"]).to.equal(undefined);

@@ -110,7 +110,7 @@ describe("pipeline on the emulators", function () {
 
   it("leaves one document, processed once, when the same record is posted twice", async () => {
     const logId = `dup-${runId}`;
-    const record = { log_id: logId, text: "same text" };
+    const record = { log_id: logId, text: `same text ${runId}` };
     expect((await postJson(record)).status).to.equal(202);
     const first = await waitForProcessed(tenant, logId);
     expect((await postJson(record)).status).to.equal(202);
@@ -125,11 +125,18 @@ describe("pipeline on the emulators", function () {
         ? true
         : undefined;
     }, "the duplicate delivery to be processed");
-    const docs = await firestore
-      .collection(`tenants/${tenant}/processed_logs`)
-      .where("log_id", "==", logId)
-      .get();
-    expect(docs.size).to.equal(1);
+    // Nowhere in the tenant's space is there a second copy of the text.
+    const copies = await Promise.all(
+      ["processed_logs", "failed_logs"].map((collection) =>
+        firestore
+          .collection(`tenants/${tenant}/${collection}`)
+          .where("text_sha256", "==", first.get("text_sha256"))
+          .get(),
+      ),
+    );
+    expect(copies.flatMap((snapshot) => snapshot.docs.map((doc) => doc.ref.path))).to.deep.equal([
+      first.ref.path,
+    ]);
     const again = await processedDoc(tenant, logId).get();
     expect(again.get("processed_at").isEqual(first.get("processed_at"))).to.equal(true);
     expect(again.get("message_id")).to.equal(first.get("message_id"));
@@ -211,12 +218,26 @@ describe("pipeline on the emulators", function () {
   }
 
   it("wrote nothing for any rejected request", async () => {
-    const written = await firestore
-      .collectionGroup("processed_logs")
-      .where("log_id", ">=", "bad-")
-      .where("log_id", "<", "bad.")
-      .get();
-    expect(written.docs.map((doc) => doc.ref.path)).to.deep.equal([]);
+    // A record posted after the rejected ones, once stored, shows the worker got that far.
+    const sentinel = `after-rejected-${runId}`;
+    expect((await postJson({ log_id: sentinel, text: "sentinel" })).status).to.equal(202);
+    await waitForProcessed(tenant, sentinel);
+    const accepted = (await logEntries(stack.logs.ingest)).filter(
+      (entry) => entry.message === "record accepted" && String(entry.log_id).includes("bad-"),
+    );
+    expect(accepted, "ingest accepted a rejected record").to.deep.equal([]);
+    const written = await Promise.all(
+      ["processed_logs", "failed_logs"].map((group) =>
+        firestore
+          .collectionGroup(group)
+          .where("log_id", ">=", "bad-")
+          .where("log_id", "<", "bad.")
+          .get(),
+      ),
+    );
+    expect(written.flatMap((snapshot) => snapshot.docs.map((doc) => doc.ref.path))).to.deep.equal(
+      [],
+    );
     const otherTenant = await firestore.collection(`tenants/other-${runId}/processed_logs`).get();
     expect(otherTenant.size).to.equal(0);
   });
@@ -240,11 +261,14 @@ describe("pipeline on the emulators", function () {
     const messageId = await pubsub.topic(stack.topic).publishMessage({ json: poison });
     await pubsub.close();
     const failed = await waitFor(async () => {
-      const snapshot = await firestore.doc(`tenants/${tenant}/failed_logs/${logId}`).get();
-      return snapshot.exists ? snapshot : undefined;
+      const snapshot = await firestore
+        .collection(`tenants/${tenant}/failed_logs`)
+        .where("log_id", "==", logId)
+        .get();
+      return snapshot.empty ? undefined : snapshot.docs[0];
     }, "the failed_logs record");
     expect(failed.data()).to.include({
-      reason: "invalid_message",
+      reason: "invalid_record",
       message_id: messageId,
       delivery_attempt: 1,
     });

@@ -106,15 +106,23 @@ function refuse(
   const problem = toProblemResponse(error, pathOf(req));
   options.onRefused?.(problem.status, error);
   if (res.headersSent || res.destroyed) return;
-  // Read on and discard the rest (bounded) so the client, still sending, gets the answer.
+  // The answer goes out at once, but the response ends only once the rest of the body has been
+  // read and discarded (bounded): ending it earlier closes a `Connection: close` client's
+  // socket while it is still sending, and it never reads the answer.
+  const body = JSON.stringify(problem.body);
+  res.writeHead(problem.status, { ...problem.headers, "Content-Length": Buffer.byteLength(body) });
+  res.write(body);
+  if (req.complete) {
+    res.end();
+    return;
+  }
   let discarded = 0;
   req.on("data", (chunk: Buffer) => {
     discarded += chunk.length;
     if (discarded > MAX_DISCARDED_BYTES) req.socket.destroy();
   });
+  req.once("end", () => res.end());
   req.resume();
-  res.writeHead(problem.status, { ...problem.headers, Connection: "close" });
-  res.end(JSON.stringify(problem.body));
 }
 
 function pathOf(req: IncomingMessage): string {

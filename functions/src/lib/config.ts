@@ -116,7 +116,7 @@ export function loadConfig(env: Env): Config {
     authTimeoutMs: reader.integer("AUTH_TIMEOUT_MS", 3_000, 50, 60_000),
     maxBufferedBodyBytes: reader.integer(
       "MAX_BUFFERED_BODY_BYTES",
-      16 * 1024 * 1024,
+      8 * 1024 * 1024,
       1024,
       256 * 1024 * 1024,
     ),

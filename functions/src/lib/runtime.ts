@@ -10,7 +10,8 @@ import { openDemoAuthenticator, type Authenticator } from "./auth";
 import { createApiKeyAuthenticator, createFirestoreApiKeys } from "./api-keys";
 import { loadConfig, type Config } from "./config";
 import { createFaultInjector } from "./faults";
-import type { IngestDeps } from "./ingest-handler";
+import type { BodyGateOptions } from "./body-gate";
+import { bodyLimitFor, preflight, type IngestDeps } from "./ingest-handler";
 import { createLogger, type Logger } from "./logger";
 import type { ProcessDeps } from "./process-handler";
 import { createTopicPublisher } from "./publisher";
@@ -68,4 +69,16 @@ export function processDependencies(): ProcessDeps {
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   };
   return processDeps;
+}
+
+/** How the ingest instance's body gate checks and bounds a request before the function runs. */
+export function ingestBodyGate(): BodyGateOptions {
+  return {
+    preflight: (request) => preflight(request, ingestDependencies()),
+    limitFor: (headers) => bodyLimitFor(headers, config),
+    maxBufferedBytes: config.maxBufferedBodyBytes,
+    retryAfterSeconds: config.retryAfterSeconds,
+    onRefused: (status, error) =>
+      logger.info("request refused before the function ran", { status, error_name: error.name }),
+  };
 }

@@ -93,9 +93,12 @@ export function firestoreReconciler(firestore: Firestore): Reconciler {
           note(`unexpected ${id}`);
         }
       }
-      const failed = await firestore.collection(`tenants/${tenant}/failed_logs`).select().get();
+      const failed = await firestore
+        .collection(`tenants/${tenant}/failed_logs`)
+        .select("log_id")
+        .get();
       for (const doc of failed.docs) {
-        const id = `${tenant}/${doc.id.replace(/\.conflict-[0-9a-f]+$/, "")}`;
+        const id = `${tenant}/${String(doc.get("log_id"))}`;
         if (expected.has(id)) {
           duplicated += 1;
           note(`second document for ${id}: failed_logs/${doc.id}`);

@@ -3,7 +3,15 @@
  * free ports, with its own topic and push subscription, and stops them in its `after` hook.
  */
 import { readFile } from "node:fs/promises";
-import { type Stack, type StackOptions, startStack } from "../../../scripts/lib/stack";
+import path from "node:path";
+import { LOOPBACK, freePort, waitUntilReady } from "../../../scripts/lib/emulators";
+import {
+  type FunctionTarget,
+  type Stack,
+  type StackOptions,
+  functionInstance,
+  startStack,
+} from "../../../scripts/lib/stack";
 import { RUN_ID, atRunEnd, sharedEmulators } from "./hooks";
 
 export { pollUntil } from "../../../scripts/lib/emulators";
@@ -57,4 +65,30 @@ export async function logEntries(file: string): Promise<Record<string, unknown>[
       return [];
     }
   });
+}
+
+/**
+ * Another instance of one of the stack's functions, on its own port, with `env` over the
+ * stack's: as Cloud Run runs several instances, or an old and a new revision side by side.
+ * Stopped after the last suite; its log is `<name>.log` beside the stack's.
+ */
+export async function startExtraInstance(
+  stack: TestStack,
+  target: FunctionTarget,
+  name: string,
+  env: Readonly<Record<string, string>> = {},
+): Promise<{ readonly url: string; readonly logFile: string; stop(): Promise<void> }> {
+  const port = await freePort(LOOPBACK);
+  const logFile = path.join(stack.logs.dir, `${name}.log`);
+  const instance = functionInstance({
+    target,
+    port,
+    source: stack.functionsSource,
+    env: { ...stack.env, ...env },
+    logFile,
+  });
+  instance.start();
+  atRunEnd(() => instance.stop());
+  await waitUntilReady({ host: LOOPBACK, port, timeoutMs: 60_000, process: instance });
+  return { url: `http://${LOOPBACK}:${port}/`, logFile, stop: () => instance.stop() };
 }

@@ -86,7 +86,11 @@ async function gatedServer(options: Partial<BodyGateOptions> = {}) {
         release();
       };
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
