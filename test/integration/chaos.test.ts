@@ -37,6 +37,7 @@ import {
   formatReport,
   reconcileRun,
   reportJson,
+  sha256Hex,
   waitForDrain,
 } from "../../scripts/lib/reconcile";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
@@ -62,8 +63,8 @@ const CHAOS_COMMAND =
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** `npm run reconcile` on the accepted list a scenario wrote, as an operator would run it. */
-async function runReconcileCli(stack: TestStack): Promise<{ stdout: string }> {
+/** `npm run reconcile` on a run's list of records, as an operator would run it. */
+async function runReconcileCli(stack: TestStack, listFile: string): Promise<{ stdout: string }> {
   return promisify(execFile)(
     process.execPath,
     [
@@ -71,7 +72,7 @@ async function runReconcileCli(stack: TestStack): Promise<{ stdout: string }> {
       "tsx",
       path.join(REPO_ROOT, "scripts", "reconcile.ts"),
       "--accepted",
-      path.join(stack.logs.dir, "accepted.jsonl"),
+      listFile,
       "--project",
       stack.project,
       "--firestore-host",
@@ -648,6 +649,20 @@ describe("chaos: every accepted record is stored exactly once", function () {
     expect((await stack.readLog("ingest")).match(/Serving function/g)).to.have.length(3);
   });
 
+  const BATCH_LINES = ["batch line one", "batch line two, call +44 20 7946 0958", "line three"];
+
+  /** An NDJSON batch without log ids, under one Idempotency-Key (open demo mode: tenant per line). */
+  function postBatch(stack: TestStack, tenant: string): Promise<Response> {
+    return fetch(stack.ingestUrl, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-ndjson",
+        "idempotency-key": `"chaos-batch-${RUN_ID}"`,
+      },
+      body: BATCH_LINES.map((text) => JSON.stringify({ tenant_id: tenant, text })).join("\n"),
+    });
+  }
+
   /** Loads of clients that follow the README's retry advice, by log id and by Idempotency-Key. */
   function adviceFollowingLoads(
     stack: TestStack,
@@ -690,14 +705,35 @@ describe("chaos: every accepted record is stored exactly once", function () {
     await tracker.reached(0.5);
     const pausedAt = Date.now();
     pubsub.pause();
+    let batchInPause: Response;
     try {
-      await sleep(15_000);
+      // A batch sent in the pause: 503, each line in doubt with the id a resend must keep.
+      batchInPause = await postBatch(stack, tenants[0] as string);
+      await sleep(15_000 - (Date.now() - pausedAt));
     } finally {
       pubsub.resume();
     }
     const resumedAt = Date.now();
     const loads = await Promise.all([...following, once]);
-    const accepted = loads.flatMap((run) => run.accepted);
+    expect(batchInPause.status).to.equal(503);
+    const inPause = (await batchInPause.json()) as {
+      in_doubt: number;
+      results: { status: string; log_id: string }[];
+    };
+    expect(inPause.in_doubt).to.equal(BATCH_LINES.length);
+    // Resent unchanged with the same Idempotency-Key once Pub/Sub is back: the same ids, 202.
+    const resent = await postBatch(stack, tenants[0] as string);
+    expect(resent.status).to.equal(202);
+    const afterPause = (await resent.json()) as { results: { log_id: string }[] };
+    expect(afterPause.results.map((result) => result.log_id)).to.deep.equal(
+      inPause.results.map((result) => result.log_id),
+    );
+    const batchRecords = afterPause.results.map((result, index) => ({
+      tenant_id: tenants[0] as string,
+      log_id: result.log_id,
+      text_sha256: sha256Hex(BATCH_LINES[index] as string),
+    }));
+    const accepted = [...loads.flatMap((run) => run.accepted), ...batchRecords];
     const inDoubt = loads.flatMap((run) => run.inDoubt);
     const report = await reconcileStack(stack, { accepted, inDoubt }, tenants);
     const answeredInPause = loads
@@ -727,7 +763,9 @@ describe("chaos: every accepted record is stored exactly once", function () {
     expect(stack.ingest.restarts).to.equal(0);
 
     // The reconcile CLI reads the run's list and counts the in-doubt records apart: exit 0.
-    const { stdout } = await runReconcileCli(stack);
+    const listFile = path.join(stack.logs.dir, "all-records.jsonl");
+    writeReconcileJsonl(listFile, { accepted, inDoubt });
+    const { stdout } = await runReconcileCli(stack, listFile);
     expect(stdout).to.match(/in doubt\s+\d+/);
     expect(stdout).to.include("RESULT: OK");
   });

@@ -162,6 +162,40 @@ describe("pipeline on the emulators", function () {
     expect((await processedDoc(tenant, logId).get()).get("original_text")).to.equal("version one");
   });
 
+  it("answers a batch with accepted and refused lines 400, stores the accepted ones only", async () => {
+    const good = [`batch-a-${runId}`, `batch-c-${runId}`];
+    const lines = [
+      { log_id: good[0], text: "first line" },
+      { log_id: `bad/${runId}`, text: "an id with a slash" },
+      { log_id: good[1], text: "third line" },
+      { tenant_id: `other-${runId}`, log_id: `batch-d-${runId}`, text: "another tenant" },
+    ];
+    const response = await post(lines.map((line) => JSON.stringify(line)).join("\n"), {
+      "content-type": "application/x-ndjson",
+    });
+    expect(response.status).to.equal(400);
+    const body = (await response.json()) as {
+      type: string;
+      accepted: number;
+      rejected: number;
+      results: { line: number; status: string; problem?: { status: number } }[];
+    };
+    expect(body).to.include({
+      type: "urn:rdp:problem:batch-partially-rejected",
+      accepted: 2,
+      rejected: 2,
+    });
+    expect(body.results.map((result) => [result.status, result.problem?.status])).to.deep.equal([
+      ["accepted", undefined],
+      ["rejected", 400],
+      ["accepted", undefined],
+      ["rejected", 403],
+    ]);
+    for (const logId of good) await waitForProcessed(tenant, logId);
+    expect((await processedDoc(tenant, `batch-d-${runId}`).get()).exists).to.equal(false);
+    expect((await processedDoc(`other-${runId}`, `batch-d-${runId}`).get()).exists).to.equal(false);
+  });
+
   const rejected: ReadonlyArray<[string, () => Promise<Response>, number]> = [
     [
       "a schema violation",
