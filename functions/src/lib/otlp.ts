@@ -368,7 +368,7 @@ function toRecord(
 ): OtlpLogRecord {
   const text = bodyText(logRecord.body ?? undefined, limits);
   const otlp: OtlpFields = compact({
-    severity_number: positive(logRecord.severityNumber),
+    severity_number: severityNumber(logRecord.severityNumber),
     severity_text: boundedString(logRecord.severityText, limits, "severity_text"),
     time: isoNanos(logRecord.timeUnixNano),
     observed_time: isoNanos(logRecord.observedTimeUnixNano),
@@ -530,6 +530,15 @@ function boundedString(
     throw new RecordRejected(`${what} is longer than ${limits.maxStringChars} characters`);
   }
   return value;
+}
+
+/** SeverityNumber is an enum: values past 24 are kept as sent (OTLP asks receivers to keep
+ * unknown enum values); a negative one cannot be a severity. */
+function severityNumber(value: number | undefined): number | undefined {
+  if (value !== undefined && value < 0) {
+    throw new RecordRejected("severity_number is negative");
+  }
+  return positive(value);
 }
 
 function positive(value: number | undefined): number | undefined {

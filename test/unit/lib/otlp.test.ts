@@ -286,13 +286,14 @@ describe("otlp", () => {
       );
     });
 
-    it("refuses records whose text is too long, has NUL or lone surrogates", () => {
+    it("refuses records whose text is too long, has NUL or lone surrogates, or a negative severity", () => {
       const limits = { ...DEFAULT_OTLP_LIMITS, maxTextChars: 10 };
       const decoded = decodeJson(
         jsonRequest([
           { body: { stringValue: "x".repeat(11) } },
           { body: { stringValue: "a\u0000b" } },
           { body: { stringValue: "\ud800" } },
+          { body: { stringValue: "ok" }, severityNumber: -3 },
           { body: { stringValue: "x".repeat(10) } },
         ]),
         limits,
@@ -302,6 +303,7 @@ describe("otlp", () => {
         "the body is longer than 10 characters",
         "the body contains a NUL character",
         "the body contains an unpaired UTF-16 surrogate",
+        "severity_number is negative",
       ]);
     });
   });
