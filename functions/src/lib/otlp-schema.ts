@@ -78,6 +78,12 @@ export function isStorableKey(key: string): boolean {
 }
 
 /**
+ * The schema's $id. Its references name it, so the schema can be embedded as it is (keeping its
+ * $id) as the `otlp` property of the pipeline record schema, or added with `ajv.addSchema`.
+ */
+export const OTLP_FIELDS_SCHEMA_ID = "OtlpFields";
+
+/**
  * The schema of `OtlpFields`. Attribute values are recursive, which JSONSchemaType cannot
  * express; they are checked by `$defs` built one per level (so the depth bound is the
  * schema's too), and that one member is typed by hand.
@@ -88,10 +94,10 @@ export function otlpFieldsSchema(
   const text = { type: "string", maxLength: limits.maxStringChars, nullable: true } as const;
   const count = { type: "integer", minimum: 0, maximum: 4_294_967_295, nullable: true } as const;
   const map = {
-    $ref: `#/$defs/map${limits.maxAttributeDepth}`,
+    $ref: `${OTLP_FIELDS_SCHEMA_ID}#/$defs/map${limits.maxAttributeDepth}`,
   } as unknown as JSONSchemaType<OtlpMap> & { nullable: true };
   return {
-    $id: "OtlpFields",
+    $id: OTLP_FIELDS_SCHEMA_ID,
     type: "object",
     additionalProperties: false,
     required: [],
@@ -148,17 +154,17 @@ function attributeDefs(limits: OtlpFieldLimits): Record<string, object> {
       type: "object",
       maxProperties: limits.maxAttributeEntries,
       propertyNames: { maxLength: limits.maxKeyChars, pattern: STORABLE_KEY_PATTERN },
-      additionalProperties: { $ref: `#/$defs/value${depth - 1}` },
+      additionalProperties: { $ref: `${OTLP_FIELDS_SCHEMA_ID}#/$defs/value${depth - 1}` },
     };
     defs[`value${depth}`] = {
       anyOf: [
-        { $ref: "#/$defs/value0" },
+        { $ref: `${OTLP_FIELDS_SCHEMA_ID}#/$defs/value0` },
         {
           type: "array",
           maxItems: limits.maxAttributeEntries,
-          items: { $ref: `#/$defs/value${depth - 1}` },
+          items: { $ref: `${OTLP_FIELDS_SCHEMA_ID}#/$defs/value${depth - 1}` },
         },
-        { $ref: `#/$defs/map${depth}` },
+        { $ref: `${OTLP_FIELDS_SCHEMA_ID}#/$defs/map${depth}` },
       ],
     };
   }
