@@ -1,6 +1,8 @@
 import { expect } from "chai";
 import path from "node:path";
 import protobuf from "protobufjs";
+// The functions' ajv (8), as the pipeline schema compiles with it; the root one is older.
+import Ajv from "../../../functions/node_modules/ajv";
 import { SeverityNumber } from "@opentelemetry/api-logs";
 import { JsonLogsSerializer, ProtobufLogsSerializer } from "@opentelemetry/otlp-transformer";
 import { resourceFromAttributes } from "@opentelemetry/resources";
@@ -29,7 +31,10 @@ import {
   toOtlpErrorResponse,
   type OtlpMediaType,
 } from "../../../functions/src/lib/otlp";
-import { compileOtlpFieldsValidator } from "../../../functions/src/lib/otlp-schema";
+import {
+  compileOtlpFieldsValidator,
+  otlpFieldsSchema,
+} from "../../../functions/src/lib/otlp-schema";
 import { redact } from "../../../functions/src/lib/redaction";
 
 const TENANT = "acme";
@@ -158,6 +163,18 @@ describe("otlp", () => {
       for (const record of decoded.records) {
         expect(validate(record.otlp), JSON.stringify(validate.errors)).to.equal(true);
       }
+    });
+
+    it("has a schema that works embedded as a property of another schema", () => {
+      const validate = new Ajv({ allErrors: true, strict: true }).compile({
+        $id: "Envelope",
+        type: "object",
+        additionalProperties: false,
+        required: ["text"],
+        properties: { text: { type: "string" }, otlp: otlpFieldsSchema() },
+      });
+      expect(validate({ text: "x", otlp: { attributes: { a: { b: [1, "c"] } } } })).to.equal(true);
+      expect(validate({ text: "x", otlp: { attributes: { __a__: 1 } } })).to.equal(false);
     });
 
     it("has a schema that refuses what the decoder never produces", () => {
