@@ -17,17 +17,21 @@ const INSTALL_HINT =
   "run scripts/install-test-clients.sh as root (it installs Debian's syslog-ng-core and " +
   "syslog-ng-mod-http); the test needs the real client and does not skip without it";
 
-/** Fails, naming the install script, when syslog-ng or its http() module is missing. */
-function requireSyslogNg(): string {
-  const version = spawnSync("syslog-ng", ["--version"], { encoding: "utf8" });
-  if (version.error !== undefined || version.status !== 0) {
-    throw new Error(`syslog-ng is not installed: ${INSTALL_HINT}`);
+/**
+ * The syslog-ng binary with its http() module; fails, naming the install script, without them.
+ * Debian installs it in /usr/sbin, which a non-root PATH often lacks.
+ */
+function requireSyslogNg(): { binary: string; version: string } {
+  for (const binary of ["syslog-ng", "/usr/sbin/syslog-ng"]) {
+    const version = spawnSync(binary, ["--version"], { encoding: "utf8" });
+    if (version.error !== undefined || version.status !== 0) continue;
+    const modules = spawnSync(binary, ["--module-registry"], { encoding: "utf8" });
+    if (!/^Module: http$/m.test(modules.stdout)) {
+      throw new Error(`syslog-ng has no http() destination module: ${INSTALL_HINT}`);
+    }
+    return { binary, version: version.stdout.split("\n")[0] ?? binary };
   }
-  const modules = spawnSync("syslog-ng", ["--module-registry"], { encoding: "utf8" });
-  if (!/^Module: http$/m.test(modules.stdout)) {
-    throw new Error(`syslog-ng has no http() destination module: ${INSTALL_HINT}`);
-  }
-  return version.stdout.split("\n")[0] ?? "syslog-ng";
+  throw new Error(`syslog-ng is not installed: ${INSTALL_HINT}`);
 }
 
 /** The docs/CLIENTS.md recipe, with the test's file, URL and key filled in. */
@@ -70,9 +74,12 @@ describe("syslog-ng (Debian package) forwarding a file to ingest as NDJSON", fun
   let workDir: string;
   let syslogNg: ChildProcess | undefined;
   let syslogNgOutput = "";
+  let syslogNgBinary = "syslog-ng";
 
   before(async () => {
-    console.log(`      using ${requireSyslogNg()}`);
+    const found = requireSyslogNg();
+    syslogNgBinary = found.binary;
+    console.log(`      using ${found.version}`);
     stack = await startTestStack("clients-syslog-ng");
     firestore = new Firestore({ projectId: stack.project });
     workDir = await mkdtemp(path.join(os.tmpdir(), `rdp-syslog-ng-${RUN_ID}-`));
@@ -108,7 +115,7 @@ describe("syslog-ng (Debian package) forwarding a file to ingest as NDJSON", fun
     );
 
     syslogNg = spawn(
-      "syslog-ng",
+      syslogNgBinary,
       [
         "-F",
         "-e",
