@@ -29,6 +29,7 @@ export const ingest = onRequest(
       },
       ingestDependencies(),
     );
-    res.status(response.status).set(response.headers).send(JSON.stringify(response.body));
+    const body = Buffer.isBuffer(response.body) ? response.body : JSON.stringify(response.body);
+    res.status(response.status).set(response.headers).send(body);
   },
 );

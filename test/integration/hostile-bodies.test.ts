@@ -203,6 +203,119 @@ describe("hostile bodies against the running ingest (deployed limits)", function
     }
   });
 
+  {
+    // OTLP/HTTP at /v1/logs: its answers are google.rpc.Status, not problem+json.
+    const otlpUrl = () => new URL("v1/logs", stack.ingestUrl).toString();
+    const logsRequest = (records: readonly unknown[]) =>
+      JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords: records }] }] });
+    const nested = (depth: number): unknown =>
+      depth === 0
+        ? { stringValue: "leaf" }
+        : { kvlistValue: { values: [{ key: "k", value: nested(depth - 1) }] } };
+    const json = { "content-type": "application/json" };
+    const protobuf = { "content-type": "application/x-protobuf" };
+
+    const cases: ReadonlyArray<[string, () => Promise<Reply>, number]> = [
+      [
+        "a gzip bomb of protobuf",
+        () =>
+          send(
+            otlpUrl(),
+            gzipSync(Buffer.alloc(200 * MiB, 0x0a)),
+            withKey({ ...protobuf, "content-encoding": "gzip" }),
+          ),
+        413,
+      ],
+      [
+        "truncated gzip",
+        () =>
+          send(
+            otlpUrl(),
+            gzipSync(logsRequest([{ body: { stringValue: "x".repeat(5000) } }])).subarray(0, 30),
+            withKey({ ...json, "content-encoding": "gzip" }),
+          ),
+        400,
+      ],
+      [
+        "an encoding it cannot inflate",
+        () => send(otlpUrl(), Buffer.from("x"), withKey({ ...protobuf, "content-encoding": "br" })),
+        415,
+      ],
+      [
+        "a media type OTLP does not define",
+        () => send(otlpUrl(), Buffer.from("x"), withKey({ "content-type": "text/plain" })),
+        415,
+      ],
+      [
+        "malformed protobuf",
+        () => send(otlpUrl(), Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x7f, 1]), withKey(protobuf)),
+        400,
+      ],
+      [
+        "malformed JSON",
+        () => send(otlpUrl(), Buffer.from('{"resourceLogs": ['), withKey(json)),
+        400,
+      ],
+      [
+        "attributes nested 60 deep",
+        () =>
+          send(
+            otlpUrl(),
+            Buffer.from(
+              logsRequest([
+                {
+                  body: { stringValue: `deep ${runId}` },
+                  attributes: [{ key: "a", value: nested(60) }],
+                },
+              ]),
+            ),
+            withKey(json),
+          ),
+        400,
+      ],
+      [
+        "20,000 attributes on one record",
+        () =>
+          send(
+            otlpUrl(),
+            Buffer.from(
+              logsRequest([
+                {
+                  body: { stringValue: `wide ${runId}` },
+                  attributes: Array.from({ length: 20_000 }, (_, index) => ({
+                    key: `k${index}`,
+                    value: { intValue: index },
+                  })),
+                },
+              ]),
+            ),
+            withKey(json),
+          ),
+        400,
+      ],
+      [
+        "records without a body",
+        () =>
+          send(otlpUrl(), Buffer.from(logsRequest([{ severityText: "INFO" }, {}])), withKey(json)),
+        400,
+      ],
+      [
+        "no API key",
+        () => send(otlpUrl(), Buffer.from(logsRequest([{ body: { stringValue: "x" } }])), json),
+        401,
+      ],
+    ];
+    for (const [name, request, status] of cases) {
+      it(`/v1/logs: ${name} → ${status}`, async () => {
+        const reply = await request();
+        answers.push({ name: `otlp: ${name}`, statuses: [reply.status] });
+        expect(reply.status, reply.body.slice(0, 200)).to.equal(status);
+        expect(stack.ingest.pid).to.equal(ingestPid);
+        expect(stack.ingest.restarts).to.equal(0);
+      });
+    }
+  }
+
   it("still accepts a record afterwards, and stored nothing of the hostile bodies", async () => {
     const reply = await send(
       stack.ingestUrl,

@@ -23,18 +23,21 @@ export const ACCEPTED_ENCODINGS = ["gzip", "deflate"] as const;
 /** A refused body is read on and discarded up to this size so the client sees the answer. */
 const MAX_DISCARDED_BYTES = 32 * 1024 * 1024;
 
+/** What the gate knows of a request before its body. */
+export interface GateRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingHeaders;
+}
+
 export interface BodyGateOptions {
   /**
    * Checks that need no body (route, method, credentials, media type, declared length),
    * in the handler's own order; throws the error to answer with.
    */
-  readonly preflight: (request: {
-    readonly method: string;
-    readonly path: string;
-    readonly headers: IncomingHeaders;
-  }) => void;
+  readonly preflight: (request: GateRequest) => void;
   /** Largest body, in bytes on the wire and once inflated, for this request. */
-  readonly limitFor: (headers: IncomingHeaders) => number;
+  readonly limitFor: (request: GateRequest) => number;
   /** Bytes this instance may hold in request bodies at once, wire and inflated together. */
   readonly maxBufferedBytes: number;
   readonly retryAfterSeconds: number;
@@ -79,8 +82,9 @@ export function gateRequests(app: RequestListener, options: BodyGateOptions): Re
   return (req, res) => {
     let limit: number;
     try {
-      options.preflight({ method: req.method ?? "GET", path: pathOf(req), headers: req.headers });
-      limit = options.limitFor(req.headers);
+      const head = { method: req.method ?? "GET", path: pathOf(req), headers: req.headers };
+      options.preflight(head);
+      limit = options.limitFor(head);
       checkEncodingAndLength(req.headers, limit);
     } catch (error) {
       refuse(req, res, error as Error, options);

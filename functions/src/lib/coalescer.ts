@@ -4,8 +4,9 @@
  * record, so a 202 keeps its meaning; the worker then receives one push for many
  * records, which is what bounds throughput on push subscriptions.
  */
+import { PayloadTooLargeError } from "./errors";
 import type { MessagePublisher } from "./publisher";
-import { MAX_RECORDS_PER_MESSAGE } from "./schema";
+import { MAX_RECORDS_PER_MESSAGE, type PipelineRecord } from "./schema";
 
 /** A record already serialised as JSON, with the ids used for message attributes. */
 export interface EncodedRecord {
@@ -17,6 +18,19 @@ export interface EncodedRecord {
 const MESSAGE_HEAD = '{"v":1,"records":[';
 const MESSAGE_TAIL = "]}";
 export const MESSAGE_OVERHEAD_BYTES = MESSAGE_HEAD.length + MESSAGE_TAIL.length;
+
+/** Encodes one record, refusing any that could not fit in a message on its own. */
+export function encodeRecord(record: PipelineRecord, maxMessageBytes: number): EncodedRecord {
+  const json = JSON.stringify(record);
+  const size = Buffer.byteLength(json) + MESSAGE_OVERHEAD_BYTES;
+  if (size > maxMessageBytes) {
+    throw new PayloadTooLargeError(
+      `The record takes ${size} bytes once encoded for the queue; the limit is ` +
+        `${maxMessageBytes} (text with many control characters grows when escaped)`,
+    );
+  }
+  return { tenantId: record.tenant_id, logId: record.log_id, json };
+}
 
 /** The PipelineMessage of these records, built from their encodings without re-encoding. */
 export function encodeMessage(records: readonly EncodedRecord[]): Buffer {

@@ -111,8 +111,18 @@ export class UnsupportedMediaTypeError extends IngestError {
   readonly status = 415;
   readonly slug = "unsupported-media-type";
   readonly title = "Unsupported Media Type";
+  constructor(
+    detail: string,
+    readonly accepted: readonly string[] = [
+      "application/json",
+      "text/plain",
+      "application/x-ndjson",
+    ],
+  ) {
+    super(detail);
+  }
   override headers(): Record<string, string> {
-    return { "Accept-Post": "application/json, text/plain, application/x-ndjson" };
+    return { "Accept-Post": this.accepted.join(", ") };
   }
 }
 

@@ -14,6 +14,7 @@ export interface IngestRequest {
 export interface IngestResponse {
   readonly status: number;
   readonly headers: Record<string, string>;
+  /** Sent as JSON, or as is when already encoded (an OTLP protobuf answer). */
   readonly body: unknown;
 }
 

@@ -31,7 +31,9 @@ import {
 import { LOG_ID_RULE, TENANT_ID_RULE, idempotentLogId, newLogId } from "./ids";
 import { errorFields, type Logger } from "./logger";
 import { checkEncodingAndLength } from "./body-gate";
-import { MESSAGE_OVERHEAD_BYTES, type EncodedRecord, type RecordQueue } from "./coalescer";
+import { encodeRecord, type EncodedRecord, type RecordQueue } from "./coalescer";
+import { handleOtlpLogs, otlpPreflight } from "./otlp-handler";
+import { OTLP_LOGS_PATH } from "./otlp";
 import { type JsonUpload, type PipelineRecord, type RecordSource, type Validators } from "./schema";
 
 export interface IngestDeps {
@@ -67,6 +69,7 @@ export function preflight(
   request: PreflightRequest,
   deps: Pick<IngestDeps, "authenticator" | "config">,
 ): void {
+  if (request.path === OTLP_LOGS_PATH) return otlpPreflight(request, deps);
   if (!INGEST_PATHS.has(request.path)) {
     throw new NotFoundError(`Nothing is served at ${request.path}; POST records to / or /ingest`);
   }
@@ -76,9 +79,10 @@ export function preflight(
   checkEncodingAndLength(request.headers, bodyLimit(mediaType, deps.config));
 }
 
-/** Largest body of a request with these headers (an unknown type is refused by preflight). */
-export function bodyLimitFor(headers: IncomingHeaders, config: Config): number {
-  const essence = parseMediaType(headerValue(headers, "content-type"))?.essence ?? "";
+/** Largest body of this request (an unknown type is refused by preflight). */
+export function bodyLimitFor(request: PreflightRequest, config: Config): number {
+  if (request.path === OTLP_LOGS_PATH) return config.maxBatchBodyBytes;
+  const essence = parseMediaType(headerValue(request.headers, "content-type"))?.essence ?? "";
   return bodyLimit(essence, config);
 }
 
@@ -90,6 +94,8 @@ export async function handleIngest(
   request: IngestRequest,
   deps: IngestDeps,
 ): Promise<IngestResponse> {
+  // OTLP/HTTP answers in its own encoding (google.rpc.Status), so it handles its own errors.
+  if (request.path === OTLP_LOGS_PATH) return handleOtlpLogs(request, deps);
   try {
     preflight(request, deps);
     const caller = await deps.authenticator.authenticate(request.headers);
@@ -144,7 +150,7 @@ async function publishOne(
   deps: IngestDeps,
 ): Promise<string> {
   try {
-    return await deps.queue.enqueue(encodeRecord(record, deps));
+    return await deps.queue.enqueue(encodeRecord(record, deps.config.maxMessageBytes));
   } catch (error) {
     if (!(error instanceof PublishUnconfirmedError)) throw error;
     const advice =
@@ -303,19 +309,6 @@ function resolveTenant(caller: Caller, requested: string | undefined): string {
   return caller.tenantId;
 }
 
-/** Encodes one record, refusing any that could not fit in a message on its own. */
-function encodeRecord(record: PipelineRecord, deps: IngestDeps): EncodedRecord {
-  const json = JSON.stringify(record);
-  const size = Buffer.byteLength(json) + MESSAGE_OVERHEAD_BYTES;
-  if (size > deps.config.maxMessageBytes) {
-    throw new PayloadTooLargeError(
-      `The record takes ${size} bytes once encoded for the queue; the limit is ` +
-        `${deps.config.maxMessageBytes} (text with many control characters grows when escaped)`,
-    );
-  }
-  return { tenantId: record.tenant_id, logId: record.log_id, json };
-}
-
 type LineResult =
   | {
       readonly line: number;
@@ -376,7 +369,7 @@ async function acceptBatch(
       const ids = { idempotencyKey, line: line.number };
       encoded.push({
         line: line.number,
-        record: encodeRecord(toRecord(upload, caller, ids, deps), deps),
+        record: encodeRecord(toRecord(upload, caller, ids, deps), deps.config.maxMessageBytes),
       });
     } catch (error) {
       results.set(line.number, rejectedLine(line.number, error));

@@ -12,6 +12,7 @@ import { schemaViolations } from "./errors";
 import type { DeliveryFaults, FaultInjector } from "./faults";
 import { isLogId, isTenantId } from "./ids";
 import { errorFields, type Logger } from "./logger";
+import { redactOtlpFields } from "./otlp";
 import { redact } from "./redaction";
 import type { PipelineRecord, RecordSource, Validators } from "./schema";
 import type { CreateResult, FailedLog, FailureReason, ProcessedLog, RecordStore } from "./store";
@@ -128,6 +129,12 @@ async function prepare(record: PipelineRecord, context: AttemptContext): Promise
     await deps.sleep(record.text.length * deps.config.simulatedWorkMsPerChar);
   }
   const redaction = redact(record.text);
+  // An OTLP record's attributes are redacted like its text, and counted with it.
+  const otlp = record.otlp === undefined ? undefined : redactOtlpFields(record.otlp, redact);
+  const counts = { ...redaction.counts };
+  for (const [kind, found] of Object.entries(otlp?.counts ?? {})) {
+    counts[kind as keyof typeof counts] += found;
+  }
   faults.beforeWrite(record.text);
   return {
     tenant_id: record.tenant_id,
@@ -135,11 +142,12 @@ async function prepare(record: PipelineRecord, context: AttemptContext): Promise
     source: record.source,
     original_text: record.text,
     modified_data: redaction.text,
-    redactions: redaction.counts,
+    redactions: counts,
     text_sha256: sha256(record.text),
     received_at: new Date(record.received_at),
     message_id: delivery.messageId,
     delivery_attempt: attempt,
+    ...(otlp === undefined ? {} : { otlp: otlp.fields }),
   };
 }
 
@@ -392,7 +400,7 @@ function salvageUnknown(item: unknown): SalvagedRecord | undefined {
 }
 
 function isSource(value: unknown): value is RecordSource {
-  return value === "json_upload" || value === "text_upload";
+  return value === "json_upload" || value === "text_upload" || value === "otlp";
 }
 
 /** Into the tenant's failed_logs when a tenant can be named, else into dead_letters. */

@@ -75,7 +75,7 @@ export function processDependencies(): ProcessDeps {
 export function ingestBodyGate(): BodyGateOptions {
   return {
     preflight: (request) => preflight(request, ingestDependencies()),
-    limitFor: (headers) => bodyLimitFor(headers, config),
+    limitFor: (request) => bodyLimitFor(request, config),
     maxBufferedBytes: config.maxBufferedBodyBytes,
     retryAfterSeconds: config.retryAfterSeconds,
     onRefused: (status, error) =>

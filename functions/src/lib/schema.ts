@@ -5,6 +5,7 @@
  */
 import Ajv, { type JSONSchemaType, type ValidateFunction } from "ajv";
 import { LOG_ID_PATTERN, TENANT_ID_PATTERN } from "./ids";
+import { otlpFieldsSchema, type OtlpFields } from "./otlp-schema";
 
 /** Text may not contain NUL; everything else printable or not is the tenant's data. */
 const TEXT_PATTERN = "^[^\\u0000]*$";
@@ -17,7 +18,7 @@ export interface JsonUpload {
   text: string;
 }
 
-export type RecordSource = "json_upload" | "text_upload";
+export type RecordSource = "json_upload" | "text_upload" | "otlp";
 
 /** One record as it travels through Pub/Sub. */
 export interface PipelineRecord {
@@ -27,6 +28,8 @@ export interface PipelineRecord {
   text: string;
   /** When ingest accepted the record (ISO 8601, UTC). */
   received_at: string;
+  /** What an OTLP LogRecord carries besides its body (source "otlp" only). */
+  otlp?: OtlpFields;
 }
 
 /** The Pub/Sub message body: one or more records, written one document each. */
@@ -74,7 +77,7 @@ export function pipelineRecordSchema(limits: SchemaLimits): JSONSchemaType<Pipel
     properties: {
       tenant_id: { type: "string", pattern: TENANT_ID_PATTERN },
       log_id: { type: "string", pattern: LOG_ID_PATTERN },
-      source: { type: "string", enum: ["json_upload", "text_upload"] },
+      source: { type: "string", enum: ["json_upload", "text_upload", "otlp"] },
       text: {
         type: "string",
         minLength: 1,
@@ -82,6 +85,8 @@ export function pipelineRecordSchema(limits: SchemaLimits): JSONSchemaType<Pipel
         pattern: TEXT_PATTERN,
       },
       received_at: { type: "string", pattern: ISO_UTC_TIMESTAMP },
+      // The attribute values are recursive, which JSONSchemaType cannot express.
+      otlp: { ...otlpFieldsSchema(), nullable: true } as never,
     },
   };
 }

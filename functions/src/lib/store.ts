@@ -13,6 +13,7 @@ import {
 } from "@google-cloud/firestore";
 import { deadlineAfter, withDeadline } from "./deadline";
 import { deadLetterPath, deliveryAttemptsPath, failedLogPath, processedLogPath } from "./paths";
+import type { OtlpFields } from "./otlp-schema";
 import type { RedactionCounts } from "./redaction";
 import type { RecordSource } from "./schema";
 
@@ -27,6 +28,8 @@ export interface ProcessedLog {
   readonly received_at: Date;
   readonly message_id: string;
   readonly delivery_attempt: number | null;
+  /** An OTLP record's severity, times, ids and attributes, redacted like the text. */
+  readonly otlp?: OtlpFields;
 }
 
 export type FailureReason =
