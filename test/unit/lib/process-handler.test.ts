@@ -109,7 +109,14 @@ describe("processDelivery", () => {
       message_id: "m-1",
       delivery_attempt: 1,
     });
-    expect(stored?.redactions).to.deep.equal({ email: 0, card: 0, ssn: 0, phone: 1 });
+    expect(stored?.redactions).to.deep.equal({
+      email: 0,
+      card: 0,
+      ssn: 0,
+      phone: 1,
+      credential: 0,
+      ip: 0,
+    });
     expect(stored?.received_at.toISOString()).to.equal("2026-11-28T11:59:59.000Z");
     expect(stored?.text_sha256).to.match(/^[0-9a-f]{64}$/);
   });
