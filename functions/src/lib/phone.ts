@@ -180,6 +180,10 @@ function phonesInZone(
     if (writesTrunkZero(region) !== startsWithZero) continue;
     for (const { startsAt, endsAt, number } of found(zone, region)) {
       const written = zone.slice(startsAt, endsAt);
+      // Part of a longer run of space-separated numbers ("081109 214043 2561", a date, time and
+      // thread id) is a phone only when written with its own dashes, dots or parentheses.
+      const partOfRun = startsAt > 0 || endsAt < zone.length;
+      if (partOfRun && !context && !/[-.()]/.test(written)) continue;
       // Digits alone could be any counter; a context word is needed to call them a phone.
       if (!context && ALL_DIGITS.test(written)) continue;
       if (!number.isPossible()) continue;

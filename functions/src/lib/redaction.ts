@@ -55,10 +55,11 @@ const EMAIL_PATTERN = new RegExp(
 
 // ---------------------------------------------------------------------------------------------
 // Cards. A run of digit groups joined by single spaces, dashes or dots; which part of it (if
-// any) is a card is decided in code. Unlike other numbers, a card may be glued to a word by a
-// dash or underscore ("ref-4111111111111111"), since ids are built that way.
+// any) is a card is decided in code. Unlike other numbers, a card may be glued to a word by one
+// dash ("ref-4111111111111111"), since references are built that way; "blk_3886..." and
+// "blk_-3886..." (HDFS block ids) stay ids.
 const CARD_RUN_AT = new RegExp(
-  String.raw`(?<![\p{L}\p{N}+\p{Sc}]|\p{N}[-._])\d+(?:[ \-.]\d+)*${NUMBER_END}`,
+  String.raw`(?:(?<![\p{L}\p{N}_+\p{Sc}.\-])|(?<=\p{L}-))\d+(?:[ \-.]\d+)*${NUMBER_END}`,
   "uy",
 );
 /** Thirteen card characters in a row: where CARD_RUN_AT is worth trying. */
@@ -66,20 +67,11 @@ const CARD_HINT = /\d[\d .-]{11,}\d/g;
 const CARD_MIN_DIGITS = 13;
 const CARD_MAX_DIGITS = 19;
 const CARD_MAX_GROUPS = 5;
-/** How issuers print card numbers: 4-4-4-4, 4-4-4-4-3, 4-6-5 (Amex), 4-6-4 (Diners), 4-4-5 ... */
-const CARD_GROUPINGS = new Set([
-  "4-4-4-4",
-  "4-4-4-4-3",
-  "4-4-4-4-2",
-  "4-4-4-4-1",
-  "4-4-4-3",
-  "4-4-4-2",
-  "4-4-4-1",
-  "4-4-5",
-  "4-6-5",
-  "4-6-4",
-  "4-4-4-4-4",
-]);
+/**
+ * How issuers print card numbers: 4-4-4-4 (most), 4-4-4-4-3 (19 digits), 4-6-5 (Amex), 4-6-4
+ * (Diners). Other groupings of 13-19 digits are metric runs, however well they pass Luhn.
+ */
+const CARD_GROUPINGS = new Set(["4-4-4-4", "4-4-4-4-3", "4-6-5", "4-6-4"]);
 
 // ---------------------------------------------------------------------------------------------
 // SSN: the dashed form stands alone; spaced or unseparated, only after a word that says so.
@@ -392,17 +384,28 @@ function isCardNumber(groups: readonly string[]): boolean {
 }
 
 /**
- * Payment networks issue from major industry identifiers 2 to 6 (Mastercard 2221-2720 and 5x,
- * Amex, Diners and JCB 3x, Visa 4, Discover, Maestro and UnionPay 6x); Visa prints 13, 16 or 19
- * digits and Amex 15. Epoch milliseconds and snowflake ids (1...) and counters (7..., 8..., 9...)
- * are kept.
+ * The issuer identification numbers and lengths of the card networks: Visa 4 (13, 16, 19),
+ * Mastercard 51-55 and 2221-2720 (16), Amex 34/37 (15), Diners 30/36/38/39 (14, 16), JCB 35,
+ * Discover, Maestro and UnionPay 5x/6x (16, 19), Mir 2200-2204. Epoch milliseconds, snowflake
+ * ids (1...), counters (7..., 8..., 9...) and 17-18 digit ids are kept.
  */
 function hasIssuerPrefix(digits: string): boolean {
   const first = digits.charCodeAt(0) - 48;
-  if (first < 2 || first > 6) return false;
-  if (first === 4) return digits.length === 13 || digits.length === 16 || digits.length === 19;
-  if (digits.startsWith("34") || digits.startsWith("37")) return digits.length === 15;
-  return true;
+  const two = Number(digits.slice(0, 2));
+  switch (digits.length) {
+    case 13:
+      return first === 4;
+    case 14:
+      return two === 30 || two === 36 || two === 38 || two === 39;
+    case 15:
+      return two === 34 || two === 37;
+    case 16:
+      return first === 2 || first === 4 || first === 5 || first === 6 || two === 35 || two === 36;
+    case 19:
+      return first === 2 || first === 4 || first === 5 || first === 6 || two === 35;
+    default:
+      return false;
+  }
 }
 
 function passesLuhn(digits: string): boolean {
