@@ -43,6 +43,8 @@ export interface Config {
   readonly authMode: AuthMode;
   /** How long a looked-up API key is trusted before it is read again (revocation bound). */
   readonly apiKeyCacheSeconds: number;
+  /** How long the worker trusts a tenant's redaction policy before reading it again. */
+  readonly redactionPolicyCacheSeconds: number;
   /** Fault injection for local reliability runs; all zero in production (enforced below). */
   readonly faults: FaultConfig;
 }
@@ -106,6 +108,7 @@ export function loadConfig(env: Env): Config {
     ),
     authMode: reader.oneOf("AUTH_MODE", "api_key", ["api_key", "disabled"] as const),
     apiKeyCacheSeconds: reader.integer("API_KEY_CACHE_SECONDS", 30, 0, 600),
+    redactionPolicyCacheSeconds: reader.integer("REDACTION_POLICY_CACHE_SECONDS", 60, 0, 600),
     faults: {
       failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
       failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),

@@ -12,6 +12,7 @@ import type { DeliveryFaults, FaultInjector } from "./faults";
 import { isLogId, isTenantId } from "./ids";
 import { errorFields, type Logger } from "./logger";
 import { redact } from "./redaction";
+import type { RedactionPolicies } from "./redaction-policies";
 import type { PipelineMessage, PipelineRecord, RecordSource, Validators } from "./schema";
 import type { CreateResult, FailedLog, FailureReason, ProcessedLog, RecordStore } from "./store";
 
@@ -32,6 +33,7 @@ export interface ProcessDeps {
   readonly logger: Logger;
   readonly attempts: AttemptTracker;
   readonly faults: FaultInjector;
+  readonly redactionPolicies: RedactionPolicies;
   readonly sleep: (ms: number) => Promise<void>;
   readonly now?: () => Date;
 }
@@ -121,7 +123,7 @@ async function prepare(record: PipelineRecord, context: AttemptContext): Promise
   if (deps.config.simulatedWorkMsPerChar > 0) {
     await deps.sleep(record.text.length * deps.config.simulatedWorkMsPerChar);
   }
-  const redaction = redact(record.text);
+  const redaction = redact(record.text, await deps.redactionPolicies.policyFor(record.tenant_id));
   faults.beforeWrite(record.text);
   return {
     tenant_id: record.tenant_id,

@@ -8,6 +8,11 @@ import {
   type Delivery,
   type ProcessDeps,
 } from "../../../functions/src/lib/process-handler";
+import {
+  DEFAULT_REDACTION_POLICY,
+  policyFromStored,
+  type RedactionPolicy,
+} from "../../../functions/src/lib/redaction-policy";
 import { compileValidators, type PipelineRecord } from "../../../functions/src/lib/schema";
 import type {
   CreateResult,
@@ -55,6 +60,7 @@ function setup(env: Record<string, string> = {}) {
   const store = new MemoryStore();
   const logs: string[] = [];
   const slept: number[] = [];
+  const policies = { byTenant: new Map<string, RedactionPolicy>(), readFails: false };
   const deps: ProcessDeps = {
     config,
     validators: compileValidators(config),
@@ -64,12 +70,18 @@ function setup(env: Record<string, string> = {}) {
     faults: createFaultInjector(config.faults, () => {
       throw new Error("crash");
     }),
+    redactionPolicies: {
+      policyFor: async (tenantId) => {
+        if (policies.readFails) throw new Error("policy read timed out");
+        return policies.byTenant.get(tenantId) ?? DEFAULT_REDACTION_POLICY;
+      },
+    },
     sleep: async (ms) => {
       slept.push(ms);
     },
     now: () => NOW,
   };
-  return { deps, store, logs, slept };
+  return { deps, store, logs, slept, policies };
 }
 
 function record(overrides: Partial<PipelineRecord> = {}): PipelineRecord {
@@ -168,6 +180,37 @@ describe("processDelivery", () => {
     store.failNextWritesWith = undefined;
     await processDelivery(message, deps);
     expect(store.processed.get("acme/123")?.delivery_attempt).to.equal(2);
+  });
+
+  it("redacts each record under its own tenant's redaction policy", async () => {
+    const { deps, store, policies } = setup();
+    policies.byTenant.set("acme", policyFromStored({ kinds: { ip: true, phone: false } }));
+    const text = "login from 203.0.113.7 by 555-0199";
+    const records = [record({ text }), record({ tenant_id: "globex", text })];
+    await processDelivery(delivery({ v: 1, records }), deps);
+    expect(store.processed.get("acme/123")?.modified_data).to.equal(
+      "login from [REDACTED] by 555-0199",
+    );
+    expect(store.processed.get("acme/123")?.redactions).to.include({ ip: 1, phone: 0 });
+    expect(store.processed.get("globex/123")?.modified_data).to.equal(
+      "login from 203.0.113.7 by [REDACTED]",
+    );
+  });
+
+  it("throws when a tenant's policy cannot be read, so Pub/Sub redelivers; stores nothing", async () => {
+    const { deps, store, policies } = setup();
+    const message = delivery({ v: 1, records: [record()] });
+    policies.readFails = true;
+    let thrown: unknown;
+    await processDelivery(message, deps).catch((error: unknown) => (thrown = error));
+    expect(thrown).to.be.instanceOf(Error);
+    expect(store.processed.size).to.equal(0);
+    expect(store.failed.size).to.equal(0);
+    policies.readFails = false;
+    await processDelivery(message, deps);
+    expect(store.processed.get("acme/123")?.modified_data).to.equal(
+      "User [REDACTED] accessed system",
+    );
   });
 
   it("prefers the attempt number Pub/Sub reports", async () => {
