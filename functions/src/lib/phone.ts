@@ -34,7 +34,7 @@ const ZONE_AT = new RegExp(
     String.raw`(?:(?:[ .\-]|(?<=\))|(?=\())${GROUP})*(?![\p{L}\p{N}_]|[-.][\p{L}\p{N}_])`,
   "uy",
 );
-const ZONE_HINT = /[+(\d][\d ().-]{5,}\d\)?/g;
+const ZONE_HINT = /(?<![\d().-])[+(\d][\d ().-]{5,}\d\)?/g;
 
 /**
  * Calls `found` with each match of the sticky `pattern` that starts inside a match of `hint`.
@@ -70,6 +70,7 @@ const IPV4_SHAPE = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 const DATE_SHAPE = /^(?:\d{4}([-.])\d{1,2}\1\d{1,2}|\d{1,2}([-.])\d{1,2}\2\d{4})$/;
 const TRUNK_ZERO = /\(0\)/g;
 const ALL_DIGITS = /^\d+$/;
+const LEADING_DATE = /^\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d)/;
 /** The brief's 7-digit local form, which redaction.ts judges on its own. */
 const LOCAL_SHAPE = /^\d{3}-\d{4}$/;
 
@@ -173,6 +174,7 @@ function phonesInZone(
   // The key right before a number says more than a context word further back.
   if (hasCounterKey(text, zoneStart)) return [];
   const accepted: Span[] = [];
+  if (!context && !writableNationally(zone)) return [];
   const startsWithZero = /^\(?0/.test(zone);
   for (const region of regions) {
     // Each region costs a metadata search, so regions that cannot write the zone's first digit
@@ -222,6 +224,21 @@ function internationalIn(candidate: string, context: boolean, shift: number): Sp
     // A number written with "00" is one character longer than its "+" form.
     return ok ? [{ start: 0, end: endsAt + shift }] : [];
   });
+}
+
+/**
+ * Shapes no region's national format takes, refused before any metadata search: a group of one
+ * digit, a group of more than five digits before the last, a leading date, or fewer than nine
+ * digits without a trunk 0 (national numbers without one have 9 to 11 digits).
+ */
+function writableNationally(zone: string): boolean {
+  const groups = zone.split(/[^\d]+/).filter((group) => group.length > 0);
+  if (groups.some((group, index) => group.length === 1 && !(index === 0 && group === "1"))) {
+    return false;
+  }
+  if (groups.slice(0, -1).some((group) => group.length > 5)) return false;
+  if (LEADING_DATE.test(zone)) return false;
+  return /^\(?0/.test(zone) || countDigits(zone) >= 9;
 }
 
 const trunkZero = new Map<CountryCode, boolean>();

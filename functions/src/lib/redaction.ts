@@ -63,7 +63,7 @@ const CARD_RUN_AT = new RegExp(
   "uy",
 );
 /** Thirteen card characters in a row: where CARD_RUN_AT is worth trying. */
-const CARD_HINT = /\d[\d .-]{11,}\d/g;
+const CARD_HINT = /(?<![\d.]|\d-)\d[\d .-]{11,}\d/g;
 const CARD_MIN_DIGITS = 13;
 const CARD_MAX_DIGITS = 19;
 const CARD_MAX_GROUPS = 5;
@@ -88,6 +88,10 @@ const LOCAL_PHONE_PATTERN = new RegExp(String.raw`${NUMBER_START}\d{3}-\d{4}${NU
 // Credentials, by their documented formats, so hashes, UUIDs and request ids never match.
 const CREDENTIAL_HINT =
   /:\/\/|authorization|bearer|basic|eyJ|A[KS]IA|AIza|gh[pousr]_|github_pat_|gl[a-z]{2,6}-|xox|xapp-|hooks\.slack|-----BEGIN|pass|pwd|secret|api.?key|token|private/i;
+
+const TOKEN_HINT = /A[A-Z]{2}A|AIza|gh[pousr]_|github_pat_|gl[a-z]{2,6}-|xox|xapp-|hooks\.slack/;
+const AUTHORIZATION_HINT = /authorization|bearer|basic/i;
+const SECRET_KEY_HINT = /pass|pwd|secret|api.?key|token|private/i;
 
 /** The password of `scheme://user:password@host`; the user part is left to the e-mail rule. */
 const URL_PASSWORD_PATTERN =
@@ -245,14 +249,17 @@ function claimGroup(
 // ---------------------------------------------------------------------------------------------
 
 function findCredentials(text: string, claims: Claims): void {
-  findPrivateKeys(text, claims);
-  claimGroup(text, TOKEN_PATTERN, claims);
-  claimGroup(text, JWT_PATTERN, claims);
-  claimGroup(text, URL_PASSWORD_PATTERN, claims, isSecretValue);
-  claimGroup(text, AUTHORIZATION_PATTERN, claims, isSecretValue);
-  claimGroup(text, BEARER_PATTERN, claims, (value) => /\d/.test(value) && isSecretValue(value));
-  claimGroup(text, BASIC_PATTERN, claims, isBasicCredentials);
-  claimGroup(text, SECRET_VALUE_PATTERN, claims, isSecretValue);
+  // Each pattern runs only where its cheap hint occurs; most lines carry none of them.
+  if (text.includes("-----BEGIN")) findPrivateKeys(text, claims);
+  if (TOKEN_HINT.test(text)) claimGroup(text, TOKEN_PATTERN, claims);
+  if (text.includes("eyJ")) claimGroup(text, JWT_PATTERN, claims);
+  if (text.includes("://")) claimGroup(text, URL_PASSWORD_PATTERN, claims, isSecretValue);
+  if (AUTHORIZATION_HINT.test(text)) {
+    claimGroup(text, AUTHORIZATION_PATTERN, claims, isSecretValue);
+    claimGroup(text, BEARER_PATTERN, claims, (value) => /\d/.test(value) && isSecretValue(value));
+    claimGroup(text, BASIC_PATTERN, claims, isBasicCredentials);
+  }
+  if (SECRET_KEY_HINT.test(text)) claimGroup(text, SECRET_VALUE_PATTERN, claims, isSecretValue);
 }
 
 function isSecretValue(value: string): boolean {
@@ -400,7 +407,7 @@ function hasIssuerPrefix(digits: string): boolean {
     case 15:
       return two === 34 || two === 37;
     case 16:
-      return first === 2 || first === 4 || first === 5 || first === 6 || two === 35 || two === 36;
+      return first >= 2 && first <= 6 && two !== 34 && two !== 37;
     case 19:
       return first === 2 || first === 4 || first === 5 || first === 6 || two === 35;
     default:
