@@ -86,12 +86,10 @@ const LOCAL_PHONE_PATTERN = new RegExp(String.raw`${NUMBER_START}\d{3}-\d{4}${NU
 
 // ---------------------------------------------------------------------------------------------
 // Credentials, by their documented formats, so hashes, UUIDs and request ids never match.
-const CREDENTIAL_HINT =
-  /:\/\/|authorization|bearer|basic|eyJ|A[KS]IA|AIza|gh[pousr]_|github_pat_|gl[a-z]{2,6}-|xox|xapp-|hooks\.slack|-----BEGIN|pass|pwd|secret|api.?key|token|private/i;
 
 const TOKEN_HINT = /A[A-Z]{2}A|AIza|gh[pousr]_|github_pat_|gl[a-z]{2,6}-|xox|xapp-|hooks\.slack/;
-const AUTHORIZATION_HINT = /authorization|bearer|basic/i;
-const SECRET_KEY_HINT = /pass|pwd|secret|api.?key|token|private/i;
+/** Words before a secret value: Authorization, Bearer, Basic, password, secret, api_key ... */
+const SECRET_WORD_HINT = /authoriz|bearer|basic|pass|pwd|secret|api.?key|token|private/i;
 
 /** The password of `scheme://user:password@host`; the user part is left to the e-mail rule. */
 const URL_PASSWORD_PATTERN =
@@ -184,12 +182,14 @@ function findAll(text: string, policy: RedactionPolicy, claims: Claims, decode: 
   const on = policy.enabled;
   const hasDigit = HAS_DIGIT.test(text);
   const hasAt = text.includes("@");
-  if (on.credential && CREDENTIAL_HINT.test(text)) findCredentials(text, claims);
+  if (on.credential) findCredentials(text, claims);
   if (decode && text.includes("%")) findEncoded(text, policy, claims);
   if (on.email && hasAt) claimEach(text, EMAIL_PATTERN, "email", claims);
   if (!hasDigit) return;
   if (on.card) findCards(text, claims);
-  if (on.ssn) findSsns(text, claims);
+  const hasDash = text.includes("-");
+  // Without a dash, an SSN needs its context word anywhere in the text.
+  if (on.ssn && (hasDash || SSN_CONTEXT.test(text))) findSsns(text, claims);
   if (on.phone) {
     findPhones(
       text,
@@ -199,7 +199,7 @@ function findAll(text: string, policy: RedactionPolicy, claims: Claims, decode: 
         claims.claim(span, "phone");
       },
     );
-    claimEach(text, LOCAL_PHONE_PATTERN, "phone", claims);
+    if (hasDash) claimEach(text, LOCAL_PHONE_PATTERN, "phone", claims);
   }
   if (on.ip) findIps(text, claims);
 }
@@ -254,12 +254,12 @@ function findCredentials(text: string, claims: Claims): void {
   if (TOKEN_HINT.test(text)) claimGroup(text, TOKEN_PATTERN, claims);
   if (text.includes("eyJ")) claimGroup(text, JWT_PATTERN, claims);
   if (text.includes("://")) claimGroup(text, URL_PASSWORD_PATTERN, claims, isSecretValue);
-  if (AUTHORIZATION_HINT.test(text)) {
+  if (SECRET_WORD_HINT.test(text)) {
     claimGroup(text, AUTHORIZATION_PATTERN, claims, isSecretValue);
     claimGroup(text, BEARER_PATTERN, claims, (value) => /\d/.test(value) && isSecretValue(value));
     claimGroup(text, BASIC_PATTERN, claims, isBasicCredentials);
+    claimGroup(text, SECRET_VALUE_PATTERN, claims, isSecretValue);
   }
-  if (SECRET_KEY_HINT.test(text)) claimGroup(text, SECRET_VALUE_PATTERN, claims, isSecretValue);
 }
 
 function isSecretValue(value: string): boolean {
