@@ -228,8 +228,9 @@ function internationalIn(candidate: string, context: boolean, shift: number): Sp
 
 /**
  * Shapes no region's national format takes, refused before any metadata search: a group of one
- * digit, a group of more than five digits before the last, a leading date, or fewer than nine
- * digits without a trunk 0 (national numbers without one have 9 to 11 digits).
+ * digit, a group of more than five digits before the last, a leading date, fewer than nine digits
+ * without a trunk 0 (national numbers without one have 9 to 11), and for zones joined by spaces
+ * only, more than five groups or 13 digits.
  */
 function writableNationally(zone: string): boolean {
   const groups = zone.split(/[^\d]+/).filter((group) => group.length > 0);
@@ -238,7 +239,10 @@ function writableNationally(zone: string): boolean {
   }
   if (groups.slice(0, -1).some((group) => group.length > 5)) return false;
   if (LEADING_DATE.test(zone)) return false;
-  return /^\(?0/.test(zone) || countDigits(zone) >= 9;
+  const digits = countDigits(zone);
+  // A zone joined by spaces only can hold one national number, the whole zone (see below).
+  if (!/[-.()]/.test(zone) && (groups.length > 5 || digits > 13)) return false;
+  return /^\(?0/.test(zone) || digits >= 9;
 }
 
 const trunkZero = new Map<CountryCode, boolean>();

@@ -338,7 +338,7 @@ function findEncoded(text: string, policy: RedactionPolicy, claims: Claims): voi
 function findCards(text: string, claims: Claims): void {
   forEachInHints(text, CARD_HINT, CARD_RUN_AT, (match) => {
     const run = match[0];
-    if (run.length < CARD_MIN_DIGITS) return;
+    if (run.length < CARD_MIN_DIGITS || countDigits(run) < CARD_MIN_DIGITS) return;
     // Space-joined tokens may hold several cards; a dash- or dot-joined token is one candidate.
     const tokens = run.split(" ");
     let offset = match.index;
@@ -457,4 +457,13 @@ function findIps(text: string, claims: Claims): void {
       claims.claim({ start: match.index, end: match.index + match[0].length }, "ip");
     }
   }
+}
+
+function countDigits(text: string): number {
+  let count = 0;
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    if (code >= 48 && code <= 57) count += 1;
+  }
+  return count;
 }
