@@ -105,6 +105,8 @@ export function findPhones(
   accept: (span: Span) => void,
 ): void {
   forEachInHints(text, ZONE_HINT, ZONE_AT, (match) => {
+    // Fewer than seven characters cannot hold seven digits.
+    if (match[0].length < MIN_DIGITS) return;
     const zone = { start: match.index, end: match.index + match[0].length };
     // Digits an earlier kind took ("4111 1111 1111 1111 555 123 4567") split the zone.
     for (const part of isFree(zone) ? [zone] : freeParts(zone, isFree)) {
