@@ -777,5 +777,18 @@ describe("redact", () => {
         expectRedaction(input, expected, counts);
       });
     }
+
+    // The IP patterns run only when a tenant turns ip on.
+    for (const [name, input] of [
+      ["'a:' repeated, ip on", repeatTo("a:")],
+      ["'::' repeated, ip on", repeatTo("::")],
+      ["'1:' repeated, ip on", repeatTo("1:")],
+      ["'1.1.1.1.' repeated, ip on", repeatTo("1.1.1.1.")],
+      ["'ffff:' repeated, ip on", repeatTo("ffff:")],
+    ] as const) {
+      it(name, () => {
+        expectUnchanged(input, WITH_IP);
+      });
+    }
   });
 });
