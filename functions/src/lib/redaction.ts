@@ -14,7 +14,7 @@
  * starts. Pure: no I/O, no logging.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { findPhones, forEachInHints, hasContext, type Span } from "./phone";
+import { eachMatch, findPhones, forEachInHints, hasContext, type Span } from "./phone";
 import {
   DEFAULT_REDACTION_POLICY,
   type RedactionKind,
@@ -219,10 +219,9 @@ function render(text: string, spans: readonly Claim[]): RedactionResult {
 }
 
 function claimEach(text: string, pattern: RegExp, kind: RedactionKind, claims: Claims): void {
-  pattern.lastIndex = 0;
-  for (const match of text.matchAll(pattern)) {
+  eachMatch(pattern, text, (match) => {
     claims.claim({ start: match.index, end: match.index + match[0].length }, kind);
-  }
+  });
 }
 
 /**
@@ -235,15 +234,14 @@ function claimGroup(
   claims: Claims,
   keep: (value: string) => boolean = () => true,
 ): void {
-  pattern.lastIndex = 0;
-  for (const match of text.matchAll(pattern)) {
+  eachMatch(pattern, text, (match) => {
     const groupIndex = match.findIndex((value, index) => index > 0 && value !== undefined);
     const [start, end] =
       groupIndex > 0 && match.indices?.[groupIndex] !== undefined
         ? match.indices[groupIndex]
         : [match.index, match.index + match[0].length];
     if (keep(text.slice(start, end))) claims.claim({ start, end }, "credential");
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,8 +294,7 @@ function findPrivateKeys(text: string, claims: Claims): void {
  * `?email=jane.doe%40example.com` loses exactly `jane.doe%40example.com`.
  */
 function findEncoded(text: string, policy: RedactionPolicy, claims: Claims): void {
-  ENCODED_TOKEN_PATTERN.lastIndex = 0;
-  for (const match of text.matchAll(ENCODED_TOKEN_PATTERN)) {
+  eachMatch(ENCODED_TOKEN_PATTERN, text, (match) => {
     const token = match[0];
     // starts[i] and ends[i]: where decoded character i came from in the token.
     const starts: number[] = [];
@@ -311,17 +308,16 @@ function findEncoded(text: string, policy: RedactionPolicy, claims: Claims): voi
         ends.push(position + 1);
       }
     };
-    PERCENT_ESCAPE.lastIndex = 0;
-    for (const escape of token.matchAll(PERCENT_ESCAPE)) {
+    eachMatch(PERCENT_ESCAPE, token, (escape) => {
       const code = Number.parseInt(escape[1] as string, 16);
-      if (code >= 0x80 || code < 0x20) continue;
+      if (code >= 0x80 || code < 0x20) return;
       copyUpTo(escape.index);
       decoded += String.fromCharCode(code);
       starts.push(position);
       ends.push(position + 3);
       position += 3;
-    }
-    if (position === 0) continue;
+    });
+    if (position === 0) return;
     copyUpTo(token.length);
     const inner = new Claims(decoded.length);
     findAll(decoded, policy, inner, false);
@@ -330,7 +326,7 @@ function findEncoded(text: string, policy: RedactionPolicy, claims: Claims): voi
       const end = match.index + (ends[span.end - 1] as number);
       claims.claim({ start, end }, span.kind);
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,29 +429,28 @@ function passesLuhn(digits: string): boolean {
 // ---------------------------------------------------------------------------------------------
 
 function findSsns(text: string, claims: Claims): void {
-  SSN_PATTERN.lastIndex = 0;
-  for (const match of text.matchAll(SSN_PATTERN)) {
+  eachMatch(SSN_PATTERN, text, (match) => {
     const dashed = match[1] === "-";
-    if (!dashed && !hasContext(text, match.index, SSN_CONTEXT)) continue;
+    if (!dashed && !hasContext(text, match.index, SSN_CONTEXT)) return;
     claims.claim({ start: match.index, end: match.index + match[0].length }, "ssn");
-  }
+  });
 }
 
 function findIps(text: string, claims: Claims): void {
   // IPv6 first: "::ffff:192.0.2.128" is one address, not a prefix and an IPv4 address.
   if (text.includes(":")) {
-    IPV6_PATTERN.lastIndex = 0;
-    for (const match of text.matchAll(IPV6_PATTERN)) {
-      if (!isIPv6(match[0])) continue;
-      claims.claim({ start: match.index, end: match.index + match[0].length }, "ip");
-    }
+    eachMatch(IPV6_PATTERN, text, (match) => {
+      if (isIPv6(match[0])) {
+        claims.claim({ start: match.index, end: match.index + match[0].length }, "ip");
+      }
+    });
   }
   if (text.includes(".")) {
-    IPV4_PATTERN.lastIndex = 0;
-    for (const match of text.matchAll(IPV4_PATTERN)) {
-      if (!isIPv4(match[0])) continue;
-      claims.claim({ start: match.index, end: match.index + match[0].length }, "ip");
-    }
+    eachMatch(IPV4_PATTERN, text, (match) => {
+      if (isIPv4(match[0])) {
+        claims.claim({ start: match.index, end: match.index + match[0].length }, "ip");
+      }
+    });
   }
 }
 
