@@ -8,8 +8,16 @@
  *                    [--batch-seconds 20] [--batch-rate 6000] [--batch-size 500]
  *                    [--ceiling-seconds 5] [--no-ceilings] [--label text] [--out docs/bench]
  *                    [--coalesce-ms N] [--firestore-heap 3g]
+ *                    [--only redaction] [--baseline path/to/redaction.ts] [--redaction-rounds 7]
  *
- * Phases, in order: a warm-up (the JVMs need 20-30 s before their figures settle), the
+ * First, without any emulator, the redaction speed: MB/s of log text through redact() on one
+ * core, line by line, with an optional baseline implementation timed beside it (rounds
+ * interleaved); `--only redaction` stops there, in seconds. For a before/after figure:
+ *
+ *   git show <commit>:functions/src/lib/redaction.ts > /tmp/redaction-before.ts
+ *   npm run bench -- --only redaction --baseline /tmp/redaction-before.ts
+ *
+ * Then the phases, in order: a warm-up (the JVMs need 20-30 s before their figures settle), the
  * ceilings (Pub/Sub publish, push to a no-op function, push to a bare server, Firestore single
  * and batched writes), the brief's 1,000 requests a minute, the single-record target rate
  * (min(833/s, 0.6 x the push ceiling measured just before), unless --single-rate is given),
@@ -33,6 +41,11 @@ import { StoredCounter } from "./lib/bench/log-counter";
 import { runPhase, type PhaseResult, type PhaseSpec, type RequestPoint } from "./lib/bench/product";
 import { ProcSampler, childWithArgument, jvmOfGroup } from "./lib/bench/procstat";
 import { firestoreReconciler } from "./lib/bench/reconcile-adapter";
+import {
+  measureRedactionSpeed,
+  renderRedactionSpeed,
+  type RedactionSpeedResult,
+} from "./lib/bench/redaction-speed";
 import {
   buildSeries,
   evaluateTargets,
@@ -60,6 +73,9 @@ interface BenchOptions {
   readonly outDir: string;
   readonly coalesceMs: number | undefined;
   readonly firestoreHeap: string;
+  readonly only: "redaction" | undefined;
+  readonly baseline: string | undefined;
+  readonly redactionRounds: number;
 }
 
 function parseOptions(argv: readonly string[]): BenchOptions {
@@ -79,6 +95,9 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       out: { type: "string", default: path.join("docs", "bench") },
       "coalesce-ms": { type: "string" },
       "firestore-heap": { type: "string", default: "3g" },
+      only: { type: "string" },
+      baseline: { type: "string" },
+      "redaction-rounds": { type: "string", default: "7" },
     },
   });
   const number = (name: string, raw: string, min: number, max: number) => {
@@ -105,7 +124,17 @@ function parseOptions(argv: readonly string[]): BenchOptions {
         ? undefined
         : number("coalesce-ms", values["coalesce-ms"], 0, 50),
     firestoreHeap: values["firestore-heap"] as string,
+    only: onlyOption(values.only),
+    baseline: values.baseline,
+    redactionRounds: number("redaction-rounds", values["redaction-rounds"] as string, 1, 50),
   };
+}
+
+function onlyOption(value: string | undefined): "redaction" | undefined {
+  if (value !== undefined && value !== "redaction") {
+    throw new Error(`--only takes "redaction", got "${value}"`);
+  }
+  return value;
 }
 
 function machineInfo(): MachineInfo {
@@ -137,6 +166,27 @@ async function main(): Promise<void> {
     `Benchmark ${runId} on ${machine.nproc} cores (${machine.cpuModel}), Node ${machine.node}, ` +
       `load average ${machine.loadAverageAtStart.join(" ")}`,
   );
+
+  const redaction: RedactionSpeedResult[] = await measureRedactionSpeed({
+    baselinePath: options.baseline,
+    rounds: options.redactionRounds,
+    lines: 20_000,
+  });
+  log(renderRedactionSpeed(redaction));
+  if (options.only === "redaction") {
+    const stamp = machine.date.replace(/:/g, "-").replace(/\..*/, "Z");
+    const file = path.join(
+      options.outDir,
+      `${stamp}-redaction${options.label ? `-${options.label}` : ""}.json`,
+    );
+    fs.mkdirSync(options.outDir, { recursive: true });
+    fs.writeFileSync(
+      file,
+      `${JSON.stringify({ runId, label: options.label, machine, options, redaction, loadAverageAtEnd: os.loadavg() }, null, 2)}\n`,
+    );
+    log(`Wrote ${path.relative(REPO_ROOT, file)}`);
+    return;
+  }
 
   let stack: Stack | undefined;
   const stop = async () => {
@@ -321,6 +371,7 @@ async function main(): Promise<void> {
       options: { ...options, outDir: path.relative(REPO_ROOT, options.outDir) },
       functionsEnv: env,
       ceilings,
+      redaction,
       singleTarget: {
         perSecond: Math.round(autoRate * 10) / 10,
         basis:

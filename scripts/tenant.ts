@@ -1,24 +1,48 @@
 /**
- * The tenant CLI: API keys of one tenant, against the emulators or a real project.
+ * The tenant CLI: API keys and the redaction policy of one tenant, against the emulators or a
+ * real project.
  *
  *   npm run tenant -- create <tenant> [--label L] [--project P]   prints the new key once, as JSON
  *   npm run tenant -- list <tenant> [--project P]                 prints the tenant's keys, no secrets
  *   npm run tenant -- revoke <tenant> <key_id> [--project P]      revokes one key
+ *   npm run tenant -- policy <tenant> [--enable K,..] [--disable K,..] [--regions CC,..|default]
+ *                                     [--reset] [--project P]     shows (and changes) the policy
  *
  * Firestore is found the way every Google client finds it: FIRESTORE_EMULATOR_HOST for the
  * emulator, and the project from --project, GOOGLE_CLOUD_PROJECT / GCLOUD_PROJECT or the
  * Application Default Credentials. Exit codes: 0 done, 1 not found or failed, 2 usage.
- * The logic lives in functions/src/lib/api-keys.ts; this file only parses and prints.
+ * The logic lives in functions/src/lib/api-keys.ts and redaction-policies.ts; this file only
+ * parses and prints.
  */
 import { parseArgs } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../functions/src/lib/api-keys";
 import { TENANT_ID_RULE, isTenantId } from "../functions/src/lib/ids";
+import { createFirestoreRedactionPolicies } from "../functions/src/lib/redaction-policies";
+import {
+  MAX_PHONE_REGIONS,
+  REDACTION_KINDS,
+  changeStoredPolicy,
+  describePolicy,
+  isRedactionKind,
+  policyFromStored,
+  validateStoredRedactionPolicy,
+  type PolicyChange,
+  type RedactionKind,
+  type StoredRedactionPolicy,
+} from "../functions/src/lib/redaction-policy";
 
 const USAGE = `Usage:
   npm run tenant -- create <tenant> [--label <label>] [--project <project>]
   npm run tenant -- list <tenant> [--project <project>]
   npm run tenant -- revoke <tenant> <key_id> [--project <project>]
+  npm run tenant -- policy <tenant> [--enable <kinds>] [--disable <kinds>]
+                                    [--regions <CC,CC,...>|default] [--reset] [--project <project>]
+
+Redaction kinds: ${REDACTION_KINDS.join(", ")} (ip is off by default, the rest on).
+--regions lists the ISO 3166 regions whose national phone formats count, in order.
+policy without options shows the tenant's effective policy; the worker applies a change
+within REDACTION_POLICY_CACHE_SECONDS.
 
 Firestore: FIRESTORE_EMULATOR_HOST selects the emulator; the project comes from --project,
 GOOGLE_CLOUD_PROJECT or GCLOUD_PROJECT. create prints the key once: store it now.`;
@@ -30,11 +54,55 @@ const EXIT_USAGE = 2;
 class UsageError extends Error {}
 
 interface Command {
-  readonly action: "create" | "list" | "revoke";
+  readonly action: "create" | "list" | "revoke" | "policy";
   readonly tenantId: string;
   readonly keyId: string | undefined;
   readonly label: string;
   readonly project: string | undefined;
+  /** For policy: the change asked for, or undefined to only show it. */
+  readonly policyChange: (PolicyChange & { readonly reset: boolean }) | undefined;
+}
+
+/** Policy options may be repeated or comma-separated: --enable ip --enable email,card. */
+function listOption(values: readonly string[] | undefined): string[] {
+  return (values ?? []).flatMap((value) => value.split(",")).map((value) => value.trim());
+}
+
+function kindsOption(name: string, values: readonly string[] | undefined): RedactionKind[] {
+  return listOption(values).map((kind) => {
+    if (!isRedactionKind(kind)) {
+      throw new UsageError(`--${name}: "${kind}" is not a kind (${REDACTION_KINDS.join(", ")})`);
+    }
+    return kind;
+  });
+}
+
+function policyChangeOf(values: {
+  enable?: string[];
+  disable?: string[];
+  regions?: string;
+  reset?: boolean;
+}): Command["policyChange"] {
+  const enable = kindsOption("enable", values.enable);
+  const disable = kindsOption("disable", values.disable);
+  const both = enable.find((kind) => disable.includes(kind));
+  if (both !== undefined) throw new UsageError(`"${both}" is both enabled and disabled`);
+  let phoneRegions: string[] | undefined;
+  if (values.regions !== undefined) {
+    phoneRegions = values.regions === "default" ? [] : listOption([values.regions]);
+    phoneRegions = phoneRegions.map((region) => region.toUpperCase());
+    if (!validateStoredRedactionPolicy({ phone_regions: phoneRegions })) {
+      throw new UsageError(
+        `--regions must be "default" or up to ${MAX_PHONE_REGIONS} distinct ISO 3166 region ` +
+          `codes that libphonenumber knows (e.g. US,GB,DE), got "${values.regions}"`,
+      );
+    }
+  }
+  const reset = values.reset ?? false;
+  if (!reset && enable.length === 0 && disable.length === 0 && phoneRegions === undefined) {
+    return undefined;
+  }
+  return { enable, disable, phoneRegions, reset };
 }
 
 function parseCommand(argv: readonly string[]): Command {
@@ -47,6 +115,10 @@ function parseCommand(argv: readonly string[]): Command {
       options: {
         label: { type: "string" },
         project: { type: "string" },
+        enable: { type: "string", multiple: true },
+        disable: { type: "string", multiple: true },
+        regions: { type: "string" },
+        reset: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -56,7 +128,7 @@ function parseCommand(argv: readonly string[]): Command {
   const { values, positionals } = parsed;
   if (values.help) throw new UsageError("");
   const [action, tenantId, keyId, ...extra] = positionals;
-  if (action !== "create" && action !== "list" && action !== "revoke") {
+  if (action !== "create" && action !== "list" && action !== "revoke" && action !== "policy") {
     throw new UsageError(action === undefined ? "" : `Unknown command "${action}"`);
   }
   if (tenantId === undefined) throw new UsageError(`${action} needs a tenant id`);
@@ -70,6 +142,11 @@ function parseCommand(argv: readonly string[]): Command {
   if (action !== "create" && values.label !== undefined) {
     throw new UsageError("--label only goes with create");
   }
+  const policyOptions = ["enable", "disable", "regions", "reset"] as const;
+  if (action !== "policy" && policyOptions.some((name) => values[name] !== undefined)) {
+    throw new UsageError("--enable, --disable, --regions and --reset only go with policy");
+  }
+  const policyChange = action === "policy" ? policyChangeOf(values) : undefined;
   const label = values.label ?? "";
   if (label.length > 200 || [...label].some((char) => char < " " || char === "\u007f")) {
     throw new UsageError("--label must be at most 200 characters without control characters");
@@ -77,7 +154,7 @@ function parseCommand(argv: readonly string[]): Command {
   if (values.project !== undefined && !/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/.test(values.project)) {
     throw new UsageError(`"${values.project}" is not a valid project id`);
   }
-  return { action, tenantId, keyId, label, project: values.project };
+  return { action, tenantId, keyId, label, project: values.project, policyChange };
 }
 
 function firestoreFor(project: string | undefined): Firestore {
@@ -123,10 +200,41 @@ async function run(command: Command): Promise<number> {
         print({ tenant_id: command.tenantId, key_id: keyId, revoked: true });
         return EXIT_OK;
       }
+      case "policy": {
+        return await runPolicy(firestore, command);
+      }
     }
   } finally {
     await firestore.terminate();
   }
+}
+
+/** Timeout of one Firestore call of the CLI. */
+const POLICY_TIMEOUT_MS = 10_000;
+
+async function runPolicy(firestore: Firestore, command: Command): Promise<number> {
+  const policies = createFirestoreRedactionPolicies(firestore, POLICY_TIMEOUT_MS);
+  const raw = await policies.read(command.tenantId);
+  let stored: StoredRedactionPolicy | undefined;
+  if (validateStoredRedactionPolicy(raw)) {
+    stored = raw;
+  } else if (raw !== undefined && raw !== null) {
+    // The worker redacts every kind for this tenant until the policy is written again.
+    console.error(`The stored policy of ${command.tenantId} is invalid; --reset replaces it.`);
+    if (command.policyChange?.reset !== true) return EXIT_NOT_FOUND;
+  }
+  const change = command.policyChange;
+  if (change !== undefined) {
+    stored = changeStoredPolicy(change.reset ? undefined : stored, change);
+    await policies.write(command.tenantId, stored);
+    console.error(`Updated the redaction policy of ${command.tenantId}.`);
+  }
+  print({
+    tenant_id: command.tenantId,
+    ...describePolicy(policyFromStored(stored)),
+    stored: stored ?? {},
+  });
+  return EXIT_OK;
 }
 
 async function main(argv: readonly string[]): Promise<number> {

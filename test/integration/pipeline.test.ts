@@ -80,7 +80,14 @@ describe("pipeline on the emulators", function () {
       message_id: body.message_id,
       delivery_attempt: 1,
     });
-    expect(doc.redactions).to.deep.equal({ email: 0, card: 0, ssn: 0, phone: 1 });
+    expect(doc.redactions).to.deep.equal({
+      email: 0,
+      card: 0,
+      ssn: 0,
+      phone: 1,
+      credential: 0,
+      ip: 0,
+    });
     expect(doc.received_at.toDate()).to.be.instanceOf(Date);
     expect(doc.processed_at.toMillis()).to.be.at.least(doc.received_at.toMillis());
   });

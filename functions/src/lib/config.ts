@@ -50,6 +50,8 @@ export interface Config {
    * a request that would exceed it is answered 503, so no burst can exhaust the instance.
    */
   readonly maxBufferedBodyBytes: number;
+  /** How long the worker trusts a tenant's redaction policy before reading it again. */
+  readonly redactionPolicyCacheSeconds: number;
   /** Fault injection for local reliability runs; all zero in production (enforced below). */
   readonly faults: FaultConfig;
 }
@@ -120,6 +122,7 @@ export function loadConfig(env: Env): Config {
       1024,
       256 * 1024 * 1024,
     ),
+    redactionPolicyCacheSeconds: reader.integer("REDACTION_POLICY_CACHE_SECONDS", 60, 0, 600),
     faults: {
       failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
       failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),

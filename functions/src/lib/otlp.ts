@@ -27,7 +27,7 @@ import {
   type OtlpMap,
   type OtlpValue,
 } from "./otlp-schema";
-import type { RedactionCounts, RedactionResult } from "./redaction";
+import { noRedactions, type RedactionCounts, type RedactionResult } from "./redaction";
 
 export const OTLP_LOGS_PATH = "/v1/logs";
 export const OTLP_PROTOBUF = "application/x-protobuf";
@@ -700,7 +700,7 @@ export function redactOtlpFields(
   fields: OtlpFields,
   redact: (text: string) => RedactionResult,
 ): { readonly fields: OtlpFields; readonly counts: RedactionCounts } {
-  const counts: RedactionCounts = { email: 0, card: 0, ssn: 0, phone: 0 };
+  const counts = noRedactions();
   const text = <T extends string | undefined>(value: T): T => {
     if (value === undefined) return value;
     const result = redact(value);

@@ -9,6 +9,8 @@ export const PROCESSED_LOGS = "processed_logs";
 export const FAILED_LOGS = "failed_logs";
 /** Messages so broken that no tenant can be named for them. */
 export const DEAD_LETTERS = "dead_letters";
+/** Per-tenant settings (the redaction policy), beside `api_keys`; written only by the CLI. */
+export const TENANT_SETTINGS = "tenant_settings";
 
 export class UnsafePathError extends Error {
   override readonly name = "UnsafePathError";
@@ -46,6 +48,11 @@ export function failedLogPath(
   if (!/^(none|[0-9a-f]{16})$/.test(text))
     throw new UnsafePathError("text hash fails the id rules");
   return `${tenantPath(tenantId)}/${FAILED_LOGS}/${logDocumentId(logId)}~${reason}~${text}`;
+}
+
+export function tenantSettingsPath(tenantId: string): string {
+  if (!isTenantId(tenantId)) throw new UnsafePathError("tenant id fails the id rules");
+  return `${TENANT_SETTINGS}/${tenantId}`;
 }
 
 const MESSAGE_ID = /^[A-Za-z0-9_-]{1,128}$/;

@@ -14,6 +14,7 @@ import { isLogId, isTenantId } from "./ids";
 import { errorFields, type Logger } from "./logger";
 import { redactOtlpFields } from "./otlp";
 import { redact } from "./redaction";
+import type { RedactionPolicies } from "./redaction-policies";
 import type { PipelineRecord, RecordSource, Validators } from "./schema";
 import type { CreateResult, FailedLog, FailureReason, ProcessedLog, RecordStore } from "./store";
 
@@ -34,6 +35,7 @@ export interface ProcessDeps {
   readonly logger: Logger;
   readonly attempts: AttemptTracker;
   readonly faults: FaultInjector;
+  readonly redactionPolicies: RedactionPolicies;
   readonly sleep: (ms: number) => Promise<void>;
   readonly now?: () => Date;
 }
@@ -128,9 +130,13 @@ async function prepare(record: PipelineRecord, context: AttemptContext): Promise
   if (deps.config.simulatedWorkMsPerChar > 0) {
     await deps.sleep(record.text.length * deps.config.simulatedWorkMsPerChar);
   }
-  const redaction = redact(record.text);
+  const policy = await deps.redactionPolicies.policyFor(record.tenant_id);
+  const redaction = redact(record.text, policy);
   // An OTLP record's attributes are redacted like its text, and counted with it.
-  const otlp = record.otlp === undefined ? undefined : redactOtlpFields(record.otlp, redact);
+  const otlp =
+    record.otlp === undefined
+      ? undefined
+      : redactOtlpFields(record.otlp, (text) => redact(text, policy));
   const counts = { ...redaction.counts };
   for (const [kind, found] of Object.entries(otlp?.counts ?? {})) {
     counts[kind as keyof typeof counts] += found;

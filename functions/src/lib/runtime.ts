@@ -15,6 +15,10 @@ import { bodyLimitFor, preflight, type IngestDeps } from "./ingest-handler";
 import { createLogger, type Logger } from "./logger";
 import type { ProcessDeps } from "./process-handler";
 import { createTopicPublisher } from "./publisher";
+import {
+  createCachedRedactionPolicies,
+  createFirestoreRedactionPolicies,
+} from "./redaction-policies";
 import { compileValidators } from "./schema";
 import { createCoalescingQueue } from "./coalescer";
 import { createFirestoreStore } from "./store";
@@ -57,6 +61,9 @@ export function ingestDependencies(): IngestDeps {
   return ingestDeps;
 }
 
+/** Tenants whose policy one worker instance keeps; beyond it the least recently read go. */
+const MAX_CACHED_POLICIES = 1_000;
+
 let processDeps: ProcessDeps | undefined;
 export function processDependencies(): ProcessDeps {
   processDeps ??= {
@@ -66,6 +73,18 @@ export function processDependencies(): ProcessDeps {
     store: createFirestoreStore(sharedFirestore(), config.storeTimeoutMs),
     attempts: new AttemptTracker(),
     faults: createFaultInjector(config.faults, () => process.kill(process.pid, "SIGKILL") as never),
+    redactionPolicies: createCachedRedactionPolicies(
+      createFirestoreRedactionPolicies(sharedFirestore(), config.storeTimeoutMs).read,
+      {
+        ttlSeconds: config.redactionPolicyCacheSeconds,
+        maxEntries: MAX_CACHED_POLICIES,
+        onInvalid: (tenantId, violations) =>
+          logger.warn("stored redaction policy is invalid; redacting every kind", {
+            tenant_id: tenantId,
+            violations: violations.join("; "),
+          }),
+      },
+    ),
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   };
   return processDeps;

@@ -351,7 +351,7 @@ function sampleDocument(index: number): Record<string, unknown> {
     source: "json_upload",
     original_text: text.repeat(3),
     modified_data: text.replace("555-0199", "[REDACTED]").repeat(3),
-    redactions: { email: 0, card: 0, ssn: 0, phone: 3 },
+    redactions: { email: 0, card: 0, ssn: 0, phone: 3, credential: 0, ip: 0 },
     text_sha256: "0".repeat(64),
     received_at: new Date(),
     message_id: String(index),

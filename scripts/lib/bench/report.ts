@@ -4,6 +4,7 @@
  * docs/PERFORMANCE.md, and a self-contained HTML page with inline SVG charts (no dependency,
  * no script, opens offline).
  */
+import type { RedactionSpeedResult } from "./redaction-speed";
 import type { CeilingResult } from "./ceilings";
 import type { CountSample } from "./log-counter";
 import type { PhaseResult, RequestPoint } from "./product";
@@ -43,6 +44,8 @@ export interface BenchResult {
   readonly options: Readonly<Record<string, unknown>>;
   readonly functionsEnv: Readonly<Record<string, string>>;
   readonly ceilings: readonly CeilingResult[];
+  /** Redaction speed measured before the stack started (redaction-speed.ts). */
+  readonly redaction?: readonly RedactionSpeedResult[];
   readonly singleTarget: {
     readonly perSecond: number;
     readonly basis: string;

@@ -1,6 +1,11 @@
 import { expect } from "chai";
 import { isLogId, isTenantId, newLogId } from "../../../functions/src/lib/ids";
-import { UnsafePathError, failedLogPath, processedLogPath } from "../../../functions/src/lib/paths";
+import {
+  UnsafePathError,
+  failedLogPath,
+  processedLogPath,
+  tenantSettingsPath,
+} from "../../../functions/src/lib/paths";
 
 const unsafeIds = [
   "",
@@ -86,5 +91,11 @@ describe("Firestore paths", () => {
     expect(() => processedLogPath("acme", "a/b")).to.throw(UnsafePathError);
     expect(() => failedLogPath("acme", "1", "../x", null)).to.throw(UnsafePathError);
     expect(() => failedLogPath("acme", "1", "expired", "../x")).to.throw(UnsafePathError);
+    expect(() => tenantSettingsPath("acme/../other")).to.throw(UnsafePathError);
+    expect(() => tenantSettingsPath("__acme__")).to.throw(UnsafePathError);
+  });
+
+  it("keeps a tenant's settings beside the API keys, one document per tenant", () => {
+    expect(tenantSettingsPath("acme")).to.equal("tenant_settings/acme");
   });
 });

@@ -534,7 +534,7 @@ describe("otlp", () => {
         resource: { attributes: { owner: "[REDACTED]" }, schema_url: "https://x.test/1" },
         scope: { name: "scope", version: "1.0.0", attributes: { ssn: "[REDACTED]" } },
       });
-      expect(counts).to.deep.equal({ email: 3, card: 0, ssn: 1, phone: 1 });
+      expect(counts).to.deep.equal({ email: 3, card: 0, ssn: 1, phone: 1, credential: 0, ip: 0 });
     });
   });
 });

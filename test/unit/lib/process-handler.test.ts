@@ -9,6 +9,11 @@ import {
   type ProcessDeps,
 } from "../../../functions/src/lib/process-handler";
 import { deadLetterPath, failedLogPath, processedLogPath } from "../../../functions/src/lib/paths";
+import {
+  DEFAULT_REDACTION_POLICY,
+  policyFromStored,
+  type RedactionPolicy,
+} from "../../../functions/src/lib/redaction-policy";
 import { compileValidators, type PipelineRecord } from "../../../functions/src/lib/schema";
 import type {
   CreateResult,
@@ -76,6 +81,7 @@ function setup(env: Record<string, string> = {}, store = new MemoryStore()) {
   const config = loadConfig({ RDP_LOCAL_STACK: "true", ...env });
   const logs: string[] = [];
   const slept: number[] = [];
+  const policies = { byTenant: new Map<string, RedactionPolicy>(), readFails: false };
   const deps: ProcessDeps = {
     config,
     validators: compileValidators(config),
@@ -85,12 +91,18 @@ function setup(env: Record<string, string> = {}, store = new MemoryStore()) {
     faults: createFaultInjector(config.faults, () => {
       throw new Error("crash");
     }),
+    redactionPolicies: {
+      policyFor: async (tenantId) => {
+        if (policies.readFails) throw new Error("policy read timed out");
+        return policies.byTenant.get(tenantId) ?? DEFAULT_REDACTION_POLICY;
+      },
+    },
     sleep: async (ms) => {
       slept.push(ms);
     },
     now: () => NOW,
   };
-  return { deps, store, logs, slept };
+  return { deps, store, logs, slept, policies };
 }
 
 function record(overrides: Partial<PipelineRecord> = {}): PipelineRecord {
@@ -130,7 +142,14 @@ describe("processDelivery", () => {
       message_id: "m-1",
       delivery_attempt: 1,
     });
-    expect(stored?.redactions).to.deep.equal({ email: 0, card: 0, ssn: 0, phone: 1 });
+    expect(stored?.redactions).to.deep.equal({
+      email: 0,
+      card: 0,
+      ssn: 0,
+      phone: 1,
+      credential: 0,
+      ip: 0,
+    });
     expect(stored?.received_at.toISOString()).to.equal("2026-11-28T11:59:59.000Z");
     expect(stored?.text_sha256).to.match(/^[0-9a-f]{64}$/);
   });
@@ -185,6 +204,40 @@ describe("processDelivery", () => {
     store.failWritesOf = undefined;
     await processDelivery(message, deps);
     expect(store.processed.get("tenants/acme/processed_logs/123")?.delivery_attempt).to.equal(2);
+  });
+
+  it("redacts each record under its own tenant's redaction policy", async () => {
+    const { deps, store, policies } = setup();
+    policies.byTenant.set("acme", policyFromStored({ kinds: { ip: true, phone: false } }));
+    const text = "login from 203.0.113.7 by 555-0199";
+    const records = [record({ text }), record({ tenant_id: "globex", text })];
+    await processDelivery(delivery({ v: 1, records }), deps);
+    expect(store.processed.get("tenants/acme/processed_logs/123")?.modified_data).to.equal(
+      "login from [REDACTED] by 555-0199",
+    );
+    expect(store.processed.get("tenants/acme/processed_logs/123")?.redactions).to.include({
+      ip: 1,
+      phone: 0,
+    });
+    expect(store.processed.get("tenants/globex/processed_logs/123")?.modified_data).to.equal(
+      "login from 203.0.113.7 by [REDACTED]",
+    );
+  });
+
+  it("throws when a tenant's policy cannot be read, so Pub/Sub redelivers; stores nothing", async () => {
+    const { deps, store, policies } = setup();
+    const message = delivery({ v: 1, records: [record()] });
+    policies.readFails = true;
+    let thrown: unknown;
+    await processDelivery(message, deps).catch((error: unknown) => (thrown = error));
+    expect(thrown).to.be.instanceOf(Error);
+    expect(store.processed.size).to.equal(0);
+    expect(store.failed.size).to.equal(0);
+    policies.readFails = false;
+    await processDelivery(message, deps);
+    expect(store.processed.get("tenants/acme/processed_logs/123")?.modified_data).to.equal(
+      "User [REDACTED] accessed system",
+    );
   });
 
   it("prefers the attempt number Pub/Sub reports", async () => {

@@ -23,7 +23,7 @@ describe("createFirestoreStore", () => {
           source: "json_upload",
           original_text: "t",
           modified_data: "t",
-          redactions: { phone: 0, email: 0, card: 0, ssn: 0 },
+          redactions: { phone: 0, email: 0, card: 0, ssn: 0, credential: 0, ip: 0 },
           text_sha256: "0".repeat(64),
           received_at: new Date(),
           message_id: "m1",

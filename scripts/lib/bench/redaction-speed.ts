@@ -1,0 +1,106 @@
+/**
+ * Redaction speed on one core: MB/s of log text through `redact`, line by line, on two corpora
+ * (the load payloads the product phases send, split into lines, and the realistic log lines of
+ * log-corpus.ts). An optional baseline implementation (e.g. an older redaction.ts copied out of
+ * git) is timed in the same process, rounds interleaved with the current one, so the two
+ * medians are measured side by side on the same noisy machine.
+ */
+import path from "node:path";
+import { redact } from "../../../functions/src/lib/redaction";
+import { realisticLogLines } from "./log-corpus";
+import { recordText } from "./payloads";
+import { median } from "./stats";
+
+type Redact = (text: string) => { readonly text: string };
+
+export interface RedactionSpeedOptions {
+  /** A module exporting `redact(text)`, timed beside the current implementation. */
+  readonly baselinePath: string | undefined;
+  /** Timed rounds per implementation and corpus (after two warm-up rounds). */
+  readonly rounds: number;
+  readonly lines: number;
+}
+
+export interface RedactionSpeedResult {
+  readonly corpus: string;
+  readonly lines: number;
+  readonly megabytes: number;
+  readonly implementations: readonly {
+    readonly name: string;
+    readonly mbPerSecond: readonly number[];
+    readonly medianMbPerSecond: number;
+  }[];
+  /** Median of the current implementation over the baseline's, when there is one. */
+  readonly ratio: number | undefined;
+}
+
+function corpora(lines: number): { name: string; lines: string[] }[] {
+  const payloadLines: string[] = [];
+  for (let index = 0; payloadLines.length < lines; index += 1) {
+    payloadLines.push(...recordText(index, 7).split("\n"));
+  }
+  return [
+    { name: "load payloads, line by line", lines: payloadLines.slice(0, lines) },
+    { name: "realistic log lines (log-corpus.ts)", lines: realisticLogLines(lines, 11) },
+  ];
+}
+
+function timeRound(implementation: Redact, lines: readonly string[], megabytes: number): number {
+  const started = process.hrtime.bigint();
+  for (const line of lines) implementation(line);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return megabytes / seconds;
+}
+
+export async function measureRedactionSpeed(
+  options: RedactionSpeedOptions,
+): Promise<RedactionSpeedResult[]> {
+  const implementations: { name: string; redact: Redact }[] = [
+    { name: "current", redact: (text) => redact(text) },
+  ];
+  if (options.baselinePath !== undefined) {
+    const baseline = (await import(path.resolve(options.baselinePath))) as { redact?: Redact };
+    if (typeof baseline.redact !== "function") {
+      throw new Error(`${options.baselinePath} does not export redact(text)`);
+    }
+    implementations.push({ name: `baseline (${options.baselinePath})`, redact: baseline.redact });
+  }
+
+  return corpora(options.lines).map(({ name, lines }) => {
+    const megabytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line, "utf8"), 0) / 1e6;
+    const samples = implementations.map(() => [] as number[]);
+    for (let round = 0; round < options.rounds + 2; round += 1) {
+      implementations.forEach((implementation, index) => {
+        const rate = timeRound(implementation.redact, lines, megabytes);
+        if (round >= 2) samples[index]?.push(rate);
+      });
+    }
+    const measured = implementations.map((implementation, index) => ({
+      name: implementation.name,
+      mbPerSecond: samples[index] ?? [],
+      medianMbPerSecond: median(samples[index] ?? []) ?? 0,
+    }));
+    const current = measured[0]?.medianMbPerSecond;
+    const baseline = measured[1]?.medianMbPerSecond;
+    return {
+      corpus: name,
+      lines: lines.length,
+      megabytes: Math.round(megabytes * 100) / 100,
+      implementations: measured,
+      ratio: current !== undefined && baseline ? current / baseline : undefined,
+    };
+  });
+}
+
+export function renderRedactionSpeed(results: readonly RedactionSpeedResult[]): string {
+  const rows = results.flatMap((result) => [
+    `  ${result.corpus}: ${result.lines} lines, ${result.megabytes} MB`,
+    ...result.implementations.map(
+      (implementation) =>
+        `    ${implementation.name.padEnd(60)} median ${implementation.medianMbPerSecond.toFixed(1).padStart(6)} MB/s` +
+        ` (rounds: ${implementation.mbPerSecond.map((rate) => rate.toFixed(1)).join(", ")})`,
+    ),
+    ...(result.ratio === undefined ? [] : [`    current / baseline: ${result.ratio.toFixed(2)}`]),
+  ]);
+  return ["Redaction speed (one core, line by line):", ...rows].join("\n");
+}
