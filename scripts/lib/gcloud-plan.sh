@@ -15,7 +15,7 @@ PLAN_DRY_RUN=0
 # (teardown shows its deletes).
 PLAN_DRY_ASSUME_EXISTS=0
 PLAN_PROJECT=""
-PLAN_REGION=us-central1
+PLAN_REGION="" # --region, else REGION of the config file
 PLAN_CONFIG="$PLAN_REPO_ROOT/deploy/config.env"
 PLAN_SHIFT=1
 PLAN_FAULT_KEYS_IN_CONFIG=()
@@ -35,7 +35,7 @@ PLAN_RUNTIME_VARS=(
 )
 # Every other key deploy/config.env must define.
 PLAN_SETTINGS=(
-  RUNTIME NODE_OPTIONS PROCESS_INGRESS DEAD_LETTER_TOPIC DEAD_LETTER_SUBSCRIPTION DEAD_LETTER_RETENTION
+  REGION RUNTIME NODE_OPTIONS PROCESS_INGRESS DEAD_LETTER_TOPIC DEAD_LETTER_SUBSCRIPTION DEAD_LETTER_RETENTION
   INGEST_SERVICE_ACCOUNT PROCESS_SERVICE_ACCOUNT TRIGGER_SERVICE_ACCOUNT BUILD_SERVICE_ACCOUNT
   FIRESTORE_LOCATION FIRESTORE_DATA_COLLECTIONS
   INGEST_MEMORY INGEST_CPU INGEST_CONCURRENCY INGEST_TIMEOUT_SECONDS INGEST_MIN_INSTANCES
@@ -103,11 +103,12 @@ plan_init() {
   # Project ids: 6-30 lowercase letters, digits, hyphens (optionally "domain.com:" in front).
   [[ $PLAN_PROJECT =~ ^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
     plan_usage_error "not a Google Cloud project id: '$PLAN_PROJECT'"
-  [[ $PLAN_REGION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] ||
-    plan_usage_error "not a Google Cloud region: '$PLAN_REGION'"
   [[ -f $PLAN_CONFIG ]] || plan_config_error "config file not found: $PLAN_CONFIG"
   PLAN_CONFIG=$(cd "$(dirname "$PLAN_CONFIG")" && pwd -P)/$(basename "$PLAN_CONFIG")
   plan_load_config "$PLAN_CONFIG"
+  PLAN_REGION=${PLAN_REGION:-$(cfg REGION)}
+  [[ $PLAN_REGION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] ||
+    plan_usage_error "not a Google Cloud region: '$PLAN_REGION'"
   plan_derive_names
 }
 
