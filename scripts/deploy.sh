@@ -196,7 +196,7 @@ nearest_firestore_location() {
 # Every write of the worker goes to Firestore, and a database's location can never change, so a
 # database elsewhere than the functions' region or its continent's multi-region is refused
 # unless asked for.
-refuse_location_mismatch() { # LOCATION WHAT
+refuse_location_mismatch() { # LOCATION WHAT [ANOTHER WAY OUT]
   [[ $1 == "$REGION" || $1 == "$(nearest_firestore_location "$REGION")" ]] && return 0
   ((ALLOW_LOCATION_MISMATCH)) && {
     plan_warn "$2 is $1, away from the functions' region $REGION (--allow-location-mismatch)"
@@ -204,8 +204,7 @@ refuse_location_mismatch() { # LOCATION WHAT
   }
   plan_refuse "$2 is $1, but the functions run in $REGION: every write would travel between" \
     "the two, and the data would live in $1 for good (a database's location cannot change)." \
-    "Deploy to a region near $1 with --region, set FIRESTORE_LOCATION=auto (gives" \
-    "$(nearest_firestore_location "$REGION") for $REGION), or pass --allow-location-mismatch."
+    "Deploy to a region of $1 with --region${3:+, $3}, or pass --allow-location-mismatch."
 }
 
 refuse_fault_injection
@@ -216,7 +215,8 @@ if [[ $(cfg FIRESTORE_LOCATION) == auto ]]; then
   FIRESTORE_LOCATION=$(nearest_firestore_location "$REGION")
 else
   FIRESTORE_LOCATION=$(cfg FIRESTORE_LOCATION)
-  refuse_location_mismatch "$FIRESTORE_LOCATION" "FIRESTORE_LOCATION in $PLAN_CONFIG"
+  refuse_location_mismatch "$FIRESTORE_LOCATION" "FIRESTORE_LOCATION in $PLAN_CONFIG" \
+    "set FIRESTORE_LOCATION=auto (gives $(nearest_firestore_location "$REGION") for $REGION)"
 fi
 
 # ---------------------------------------------------------------------------------------------
