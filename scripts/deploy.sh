@@ -13,6 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/gcloud-plan.sh"
 usage() {
   cat <<'EOF'
 Usage: scripts/deploy.sh --project ID [--region R] [--config FILE] [--dry-run] [--allow-open-demo]
+                        [--allow-location-mismatch] [--replace-trigger]
        npm run deploy -- --project ID [...]
 
 Deploys the ingest (HTTP) and process (Pub/Sub) functions to Cloud Functions gen2, with their
@@ -20,10 +21,15 @@ topics, dead-letter queue, service accounts, IAM bindings, Firestore database, r
 settings. Re-running it changes nothing that is already in place.
 
   --project ID       Google Cloud project to deploy to (required)
-  --region R         Region of the functions and their trigger (default: us-central1)
+  --region R         Region of the functions and their trigger (default: REGION of the config)
   --config FILE      Settings file (default: deploy/config.env)
   --dry-run          Print every command in order, the checks included, and run none of them
   --allow-open-demo  Permit AUTH_MODE=disabled (anyone may write to any tenant); demos only
+  --allow-location-mismatch
+                     Permit a Firestore location away from the functions' region (every write
+                     then crosses that distance, and the data lives there for good)
+  --replace-trigger  Permit replacing process's trigger when its topic or identity changed: the
+                     trigger's subscription is deleted with every message still waiting in it
   -h, --help         Show this help
 
 Refuses to run while any FAULT_* variable is set, in the environment or in the config file.
@@ -31,9 +37,13 @@ EOF
 }
 
 ALLOW_OPEN_DEMO=0
+ALLOW_LOCATION_MISMATCH=0
+REPLACE_TRIGGER=0
 while (($#)); do
   case $1 in
     --allow-open-demo) ALLOW_OPEN_DEMO=1 ;;
+    --allow-location-mismatch) ALLOW_LOCATION_MISMATCH=1 ;;
+    --replace-trigger) REPLACE_TRIGGER=1 ;;
     -h | --help)
       usage
       exit 0
@@ -114,6 +124,16 @@ seconds_of() { # "10s" -> 10
   printf '%s' "${value%s}"
 }
 
+duration_seconds() { # "31d" -> 2678400
+  local value=$1
+  case $value in
+    *d) printf '%s' $((${value%d} * 86400)) ;;
+    *h) printf '%s' $((${value%h} * 3600)) ;;
+    *m) printf '%s' $((${value%m} * 60)) ;;
+    *) printf '%s' "${value%s}" ;;
+  esac
+}
+
 validate_config() {
   local fn name value
   require_match RUNTIME '^nodejs[0-9]+$' "a Node.js runtime such as nodejs22"
@@ -122,12 +142,14 @@ validate_config() {
   for name in INGEST_TOPIC DEAD_LETTER_TOPIC DEAD_LETTER_SUBSCRIPTION; do
     require_match "$name" '^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$' "a Pub/Sub resource name"
   done
-  require_match DEAD_LETTER_RETENTION '^[0-9]+[smhd]$' "a duration such as 7d"
+  require_match DEAD_LETTER_RETENTION '^[0-9]+[smhd]$' "a duration such as 31d"
+  (($(duration_seconds "$(cfg DEAD_LETTER_RETENTION)") <= 31 * 86400)) ||
+    plan_config_error "DEAD_LETTER_RETENTION must not exceed 31d (the Pub/Sub maximum)"
   for name in INGEST_SERVICE_ACCOUNT PROCESS_SERVICE_ACCOUNT TRIGGER_SERVICE_ACCOUNT \
     BUILD_SERVICE_ACCOUNT; do
     require_match "$name" '^[a-z][a-z0-9-]{4,28}[a-z0-9]$' "a service account id (6-30 chars)"
   done
-  require_match FIRESTORE_LOCATION '^[a-z0-9-]+$' "a Firestore location such as nam5"
+  require_match FIRESTORE_LOCATION '^[a-z0-9-]+$' "auto, or a Firestore location such as eur3"
   for fn in INGEST PROCESS; do
     require_match "${fn}_MEMORY" '^[0-9]+(k|M|G|Ki|Mi|Gi)[bB]?$' "a size such as 256Mi"
     require_match "${fn}_CPU" '^([0-9]+(\.[0-9]+)?|\.[0-9]+|[0-9]+m)$' "a CPU count such as 1"
@@ -160,10 +182,42 @@ validate_config() {
   done
 }
 
+# The Firestore location nearest the functions: the multi-region of their continent where there
+# is one (eur3: Belgium and Finland; nam5: the central US), else their own region, which is also
+# a Firestore location for most regions.
+nearest_firestore_location() {
+  case $1 in
+    europe-*) printf 'eur3' ;;
+    us-*) printf 'nam5' ;;
+    *) printf '%s' "$1" ;;
+  esac
+}
+
+# Every write of the worker goes to Firestore, and a database's location can never change, so a
+# database elsewhere than the functions' region or its continent's multi-region is refused
+# unless asked for.
+refuse_location_mismatch() { # LOCATION WHAT [ANOTHER WAY OUT]
+  [[ $1 == "$REGION" || $1 == "$(nearest_firestore_location "$REGION")" ]] && return 0
+  ((ALLOW_LOCATION_MISMATCH)) && {
+    plan_warn "$2 is $1, away from the functions' region $REGION (--allow-location-mismatch)"
+    return 0
+  }
+  plan_refuse "$2 is $1, but the functions run in $REGION: every write would travel between" \
+    "the two, and the data would live in $1 for good (a database's location cannot change)." \
+    "Deploy to a region of $1 with --region${3:+, $3}, or pass --allow-location-mismatch."
+}
+
 refuse_fault_injection
 validate_config
 refuse_open_auth
 refuse_environment_drift
+if [[ $(cfg FIRESTORE_LOCATION) == auto ]]; then
+  FIRESTORE_LOCATION=$(nearest_firestore_location "$REGION")
+else
+  FIRESTORE_LOCATION=$(cfg FIRESTORE_LOCATION)
+  refuse_location_mismatch "$FIRESTORE_LOCATION" "FIRESTORE_LOCATION in $PLAN_CONFIG" \
+    "set FIRESTORE_LOCATION=auto (gives $(nearest_firestore_location "$REGION") for $REGION)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Values used by the steps.
@@ -222,31 +276,97 @@ step_project() {
     gcloud projects describe "$PROJECT" '--format=value(projectNumber)'
   [[ -n $PROJECT_NUMBER ]] || plan_die "project $PROJECT not found, or you cannot see it"
   PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Without billing, enabling Cloud Functions, Cloud Build or Cloud Run fails half-way through.
+  local billing
+  plan_lookup billing True "enable the APIs only on a project with billing enabled" \
+    gcloud billing projects describe "$PROJECT" '--format=value(billingEnabled)'
+  [[ $billing == True ]] || plan_die "billing is not enabled on $PROJECT (Cloud Functions gen2" \
+    "needs it): link a billing account with 'gcloud billing projects link $PROJECT" \
+    "--billing-account=ACCOUNT_ID' (list yours with 'gcloud billing accounts list') and re-run"
   plan_run_retry gcloud services enable "${APIS[@]}" "--project=$PROJECT" --quiet
   # Makes sure the service agents exist before they are granted roles below.
   plan_run_retry gcloud beta services identity create --service=pubsub.googleapis.com \
     "--project=$PROJECT" --format=none --quiet
   plan_run_retry gcloud beta services identity create --service=eventarc.googleapis.com \
     "--project=$PROJECT" --format=none --quiet
+  wait_for_service_agents
+}
+
+# Google grants each service agent its role when its API is enabled, and a first deploy fails
+# until those grants exist (the trigger's, with "Permission denied while using the Eventarc
+# Service Agent"). Waits until the project's policy shows all of them.
+wait_for_service_agents() {
+  local agents="serviceAccount:service-$PROJECT_NUMBER" current role member missing attempt=1
+  local -a needed=(
+    "roles/cloudfunctions.serviceAgent"$'\t'"$agents@gcf-admin-robot.iam.gserviceaccount.com"
+    "roles/run.serviceAgent"$'\t'"$agents@serverless-robot-prod.iam.gserviceaccount.com"
+    "roles/eventarc.serviceAgent"$'\t'"$agents@gcp-sa-eventarc.iam.gserviceaccount.com"
+    "roles/pubsub.serviceAgent"$'\t'"$agents@gcp-sa-pubsub.iam.gserviceaccount.com"
+  )
+  while :; do
+    plan_lookup current "" "wait until the service agents hold their roles" \
+      gcloud projects get-iam-policy "$PROJECT" '--flatten=bindings[].members' \
+      '--format=value(bindings.role,bindings.members)'
+    ((PLAN_DRY_RUN)) && return 0
+    missing=()
+    for role in "${needed[@]}"; do
+      grep -qxF "$role" <<<"$current" || missing+=("$role")
+    done
+    ((${#missing[@]})) || return 0
+    plan_wait_to_retry "$attempt" "${#missing[@]} service agent role(s) not granted yet" || break
+    attempt=$((attempt + 1))
+  done
+  for role in "${missing[@]}"; do
+    member=${role#*$'\t'}
+    plan_warn "missing: $member has no ${role%%$'\t'*}; grant it with: gcloud projects" \
+      "add-iam-policy-binding $PROJECT --member=$member --role=${role%%$'\t'*}"
+  done
+  plan_die "the service agents above still lack their roles, which Google grants when an API is" \
+    "enabled; grant them (commands above) or wait, and re-run"
 }
 
 step_firestore() {
   plan_note "Firestore: the (default) database, security rules and single-field index settings"
-  local type
-  plan_lookup type "" "create the database only if there is none" \
+  local database type location
+  plan_lookup database "" "create the database only if there is none" \
     gcloud firestore databases describe '--database=(default)' "--project=$PROJECT" \
-    '--format=value(type)'
+    '--format=value(type,locationId)'
+  type=${database%%$'\t'*}
+  location=${database#*$'\t'}
   if [[ -z $type ]]; then
     plan_run_retry gcloud firestore databases create '--database=(default)' \
-      "--location=$(cfg FIRESTORE_LOCATION)" --type=firestore-native "--project=$PROJECT" --quiet
+      "--location=$FIRESTORE_LOCATION" --type=firestore-native "--project=$PROJECT" --quiet
   elif [[ $type != FIRESTORE_NATIVE ]]; then
     plan_die "the (default) database of $PROJECT is $type; the functions need Firestore Native mode"
   else
-    plan_note "  (default) database exists, keeping it"
+    refuse_location_mismatch "$location" "the (default) database of $PROJECT"
+    plan_note "  (default) database exists in $location, keeping it"
   fi
+  check_firebase_credentials
   # The same firebase.json, rules and index files as `firebase deploy --only functions,firestore`.
-  plan_run_retry "$ROOT/node_modules/.bin/firebase" deploy --only=firestore "--project=$PROJECT" \
-    "--config=$FIREBASE_CONFIG" --non-interactive
+  # GOOGLE_CLOUD_QUOTA_PROJECT: the CLI bills its API calls to this project, whatever quota
+  # project the credentials name.
+  plan_run_retry env "GOOGLE_CLOUD_QUOTA_PROJECT=$PROJECT" "$ROOT/node_modules/.bin/firebase" \
+    deploy --only=firestore "--project=$PROJECT" "--config=$FIREBASE_CONFIG" --non-interactive
+}
+
+# The Firebase CLI signs in with Application Default Credentials, not with gcloud's own login:
+# stop before it fails half-way with a message about another project.
+check_firebase_credentials() {
+  local file quota
+  local -a check=(gcloud auth application-default print-access-token)
+  printf '+ %s  # check: %s\n' "$(plan_render "${check[@]}")" \
+    "Application Default Credentials for the Firebase CLI"
+  ((PLAN_DRY_RUN)) && return 0
+  "${check[@]}" >/dev/null 2>&1 || plan_die "no usable Application Default Credentials, which" \
+    "the Firebase CLI deploys the Firestore rules with: run 'gcloud auth application-default" \
+    "login' and re-run"
+  file=${GOOGLE_APPLICATION_CREDENTIALS:-${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json}
+  quota=$(node -e 'try { process.stdout.write(require(process.argv[1]).quota_project_id || "") } catch {}' \
+    "$file")
+  if [[ -n $quota && $quota != "$PROJECT" ]]; then
+    plan_note "  the credentials' quota project is $quota; the Firebase CLI is told to use $PROJECT"
+  fi
 }
 
 step_pubsub() {
@@ -261,9 +381,15 @@ step_pubsub() {
     fi
   done
   hold=$(cfg DEAD_LETTER_SUBSCRIPTION)
-  if plan_exists "create the dead-letter subscription only if absent" \
-    gcloud pubsub subscriptions describe "$hold" "--project=$PROJECT" '--format=value(name)'; then
+  local retention
+  plan_lookup retention "" "create the dead-letter subscription only if absent" \
+    gcloud pubsub subscriptions describe "$hold" "--project=$PROJECT" \
+    '--format=value(messageRetentionDuration)'
+  if [[ $retention == "$(duration_seconds "$(cfg DEAD_LETTER_RETENTION)")s" ]]; then
     plan_note "  subscription $hold exists"
+  elif [[ -n $retention ]]; then
+    plan_run_retry gcloud pubsub subscriptions update "$hold" \
+      "--message-retention-duration=$(cfg DEAD_LETTER_RETENTION)" "--project=$PROJECT" --quiet
   else
     plan_run gcloud pubsub subscriptions create "$hold" "--topic=$(cfg DEAD_LETTER_TOPIC)" \
       "--message-retention-duration=$(cfg DEAD_LETTER_RETENTION)" --expiration-period=never \
@@ -312,56 +438,175 @@ step_iam() {
     "--project=$PROJECT" --format=none --quiet
 }
 
-# A digest of everything a deploy uploads plus its settings; kept as a label on the function so an
-# unchanged function is not rebuilt and redeployed by a re-run.
-source_fingerprint() {
+# A digest of what a deploy puts in place: the files gcloud uploads (.gcloudignore keeps them to
+# lib/ and the manifests), by their path inside functions/, and the settings (the flags, less
+# --source: deploying from another checkout of the same code changes nothing).
+deploy_fingerprint() {
+  ((PLAN_DRY_RUN)) && {
+    printf '<SOURCE_HASH>'
+    return 0
+  }
   local -a hasher=(sha256sum)
   command -v sha256sum >/dev/null 2>&1 || hasher=(shasum -a 256)
   {
     (
       cd "$FUNCTIONS_DIR"
-      find lib -type f | LC_ALL=C sort | while IFS= read -r file; do "${hasher[@]}" "$file"; done
+      find lib -type f -print0 | LC_ALL=C sort -z | xargs -0 "${hasher[@]}"
       "${hasher[@]}" package.json package-lock.json .gcloudignore
     )
-    printf '%s\n' "$@"
+    printf '%s\n' "$@" | grep -v '^--source='
   } | "${hasher[@]}" | cut -c1-40
 }
 
-deploy_function() { # NAME FLAGS...
-  local name=$1 fingerprint current
-  shift
-  if ((PLAN_DRY_RUN)); then fingerprint='<SOURCE_HASH>'; else fingerprint=$(source_fingerprint "$@"); fi
-  plan_lookup current "" "skip the deploy if this exact build and these settings are live" \
-    gcloud functions describe "$name" --v2 "--region=$REGION" "--project=$PROJECT" \
-    '--format=value(labels.rdp_deploy_hash,state)'
-  if [[ $current == "$fingerprint"$'\t'ACTIVE ]]; then
-    plan_note "  $name is unchanged since its last deploy, skipping"
+# What is live of function NAME: FN_STATE (ACTIVE, FAILED, ...; "" when absent), FN_HASH (its
+# rdp_deploy_hash label) and FN_TRIGGER ("topic<TAB>identity<TAB>retry policy"; empty for HTTP).
+describe_function() {
+  local current
+  local -a field
+  plan_lookup current "" "what is live: state, deploy label and trigger" \
+    gcloud functions describe "$1" --v2 "--region=$REGION" "--project=$PROJECT" \
+    '--format=value(state,labels.rdp_deploy_hash,eventTrigger.pubsubTopic,eventTrigger.serviceAccountEmail,eventTrigger.retryPolicy)'
+  mapfile -t field < <(printf '%s\n' "$current" | tr '\t' '\n')
+  FN_STATE=${field[0]-}
+  FN_HASH=${field[1]-}
+  FN_TRIGGER=$(printf '%s\t%s\t%s' "${field[2]-}" "${field[3]-}" "${field[4]-}")
+}
+
+# How ingest is open to the internet: "allUsers" (invoker role), "no-invoker-iam-check" (the
+# Cloud Run service skips the IAM check) or "" (closed). A function's service has its name.
+ingest_access() {
+  local bindings disabled
+  INGEST_ACCESS=""
+  plan_lookup bindings "" "is ingest open to allUsers?" \
+    gcloud run services get-iam-policy "$PLAN_INGEST_FUNCTION" "--region=$REGION" \
+    "--project=$PROJECT" '--flatten=bindings[].members' \
+    '--format=value(bindings.role,bindings.members)'
+  if grep -qxF $'roles/run.invoker\tallUsers' <<<"$bindings"; then
+    INGEST_ACCESS=allUsers
     return 0
   fi
-  plan_run_retry gcloud functions deploy "$name" "$@" "--update-labels=rdp_deploy_hash=$fingerprint"
+  plan_lookup disabled "" "or does its service skip the invoker IAM check?" \
+    gcloud run services describe "$PLAN_INGEST_FUNCTION" "--region=$REGION" "--project=$PROJECT" \
+    "--format=value(metadata.annotations.'run.googleapis.com/invoker-iam-disabled')"
+  [[ ${disabled,,} == true ]] && INGEST_ACCESS=no-invoker-iam-check
+  return 0
+}
+
+# ingest is public at the HTTP layer; its API keys authenticate every request. An organization
+# that enforces domain restricted sharing (constraints/iam.allowedPolicyMemberDomains) refuses
+# allUsers in any IAM policy; Google's documented way to serve the public under that constraint
+# is to turn off the Cloud Run invoker IAM check of the service instead.
+make_ingest_public() {
+  if plan_try gcloud functions add-invoker-policy-binding "$PLAN_INGEST_FUNCTION" \
+    "--region=$REGION" "--project=$PROJECT" --member=allUsers --format=none --quiet; then
+    ((PLAN_DRY_RUN)) && plan_note "  (if an organization policy refuses allUsers: gcloud run" \
+      "services update $PLAN_INGEST_FUNCTION --no-invoker-iam-check, see README, Release)"
+    INGEST_ACCESS=allUsers
+    return 0
+  fi
+  if ! grep -qE 'do not belong to a permitted customer|domain restriction organi[sz]ation policy|iam\.allowedPolicyMemberDomains' \
+    <<<"$PLAN_LAST_ERROR"; then
+    plan_die "could not make ingest public: $(plan_error_status "$PLAN_LAST_ERROR") (message" \
+      "above). ingest is deployed but answers 403 to everyone; fix the cause and re-run"
+  fi
+  plan_warn "an organization policy (domain restricted sharing) refuses allUsers as invoker of" \
+    "ingest. Falling back to Google's documented alternative: turning off the Cloud Run invoker" \
+    "IAM check of the ingest service. ingest stays public; API keys authenticate every request."
+  plan_try gcloud run services update "$PLAN_INGEST_FUNCTION" "--region=$REGION" \
+    "--project=$PROJECT" --no-invoker-iam-check --quiet ||
+    plan_die "the fallback failed too ($(plan_error_status "$PLAN_LAST_ERROR"), message above):" \
+      "ingest is deployed but answers 403 to everyone. Ask an organization admin to allow" \
+      "allUsers on this project (an exception to iam.allowedPolicyMemberDomains) or to let it" \
+      "turn off the invoker IAM check (run.managed.requireInvokerIam), then re-run"
+  INGEST_ACCESS=no-invoker-iam-check
+}
+
+# gcloud can write a function's labels only within a deploy (each of which uploads and rebuilds),
+# so the rdp_deploy_hash label says which build and settings are live, written by the deploy.
+# It is never trusted alone: a function is skipped only if it is also ACTIVE and the outcome of
+# its later steps is observable (OUTCOME_OK=1: ingest is public; process's trigger is as
+# configured). When that outcome is missing, the last run stopped part-way, and the function is
+# deployed again.
+function_is_done() { # NAME FINGERPRINT OUTCOME_OK
+  [[ $FN_STATE == ACTIVE && $FN_HASH == "$2" ]] || return 1
+  if (($3)); then
+    plan_note "  $1 is unchanged since its last deploy, which completed; skipping"
+    return 0
+  fi
+  plan_note "  $1 carries this build's label, but its last deploy did not complete (see below);" \
+    "deploying it again"
+  return 1
 }
 
 step_functions() {
   plan_note "Functions (Cloud Functions gen2)"
+  local fingerprint wanted_trigger public
   local -a common=(
     --gen2 "--region=$REGION" "--project=$PROJECT" "--runtime=$(cfg RUNTIME)"
     "--source=$FUNCTIONS_DIR" "--build-service-account=projects/$PROJECT/serviceAccounts/$SA_BUILD"
     "--set-env-vars=$ENV_VARS" --quiet
   )
-  # Public at the HTTP layer: the API keys authenticate callers.
-  deploy_function "$PLAN_INGEST_FUNCTION" "${common[@]}" --entry-point=ingest --trigger-http \
-    --allow-unauthenticated --ingress-settings=all "--run-service-account=$SA_INGEST" \
-    "--memory=$(cfg INGEST_MEMORY)" "--cpu=$(cfg INGEST_CPU)" \
-    "--concurrency=$(cfg INGEST_CONCURRENCY)" "--timeout=$(cfg INGEST_TIMEOUT_SECONDS)s" \
+  # No --[no-]allow-unauthenticated: on an existing function gcloud would rewrite its invoker
+  # binding on every deploy. make_ingest_public opens it, once.
+  local -a ingest=(
+    "${common[@]}" --entry-point=ingest --trigger-http --ingress-settings=all
+    "--run-service-account=$SA_INGEST" "--memory=$(cfg INGEST_MEMORY)" "--cpu=$(cfg INGEST_CPU)"
+    "--concurrency=$(cfg INGEST_CONCURRENCY)" "--timeout=$(cfg INGEST_TIMEOUT_SECONDS)s"
     "--min-instances=$(cfg INGEST_MIN_INSTANCES)" "--max-instances=$(cfg INGEST_MAX_INSTANCES)"
+  )
   # Private: only the trigger identity may invoke it, and only from inside Google's network.
-  deploy_function "$PLAN_PROCESS_FUNCTION" "${common[@]}" --entry-point=process \
-    "--trigger-topic=$(cfg INGEST_TOPIC)" --retry "--trigger-service-account=$SA_TRIGGER" \
-    --no-allow-unauthenticated "--ingress-settings=$(cfg PROCESS_INGRESS)" \
-    "--run-service-account=$SA_PROCESS" \
-    "--memory=$(cfg PROCESS_MEMORY)" "--cpu=$(cfg PROCESS_CPU)" \
-    "--concurrency=$(cfg PROCESS_CONCURRENCY)" "--timeout=$(cfg PROCESS_TIMEOUT_SECONDS)s" \
+  local -a process=(
+    "${common[@]}" --entry-point=process --no-allow-unauthenticated
+    "--ingress-settings=$(cfg PROCESS_INGRESS)" "--run-service-account=$SA_PROCESS"
+    "--memory=$(cfg PROCESS_MEMORY)" "--cpu=$(cfg PROCESS_CPU)"
+    "--concurrency=$(cfg PROCESS_CONCURRENCY)" "--timeout=$(cfg PROCESS_TIMEOUT_SECONDS)s"
     "--min-instances=$(cfg PROCESS_MIN_INSTANCES)" "--max-instances=$(cfg PROCESS_MAX_INSTANCES)"
+  )
+  local -a trigger=(
+    "--trigger-topic=$(cfg INGEST_TOPIC)" --retry "--trigger-service-account=$SA_TRIGGER"
+  )
+
+  fingerprint=$(deploy_fingerprint "${ingest[@]}")
+  describe_function "$PLAN_INGEST_FUNCTION"
+  ingest_access
+  public=0
+  [[ -z $INGEST_ACCESS ]] || public=1
+  if ! function_is_done "$PLAN_INGEST_FUNCTION" "$fingerprint" "$public"; then
+    plan_run_retry gcloud functions deploy "$PLAN_INGEST_FUNCTION" "${ingest[@]}" \
+      "--update-labels=rdp_deploy_hash=$fingerprint"
+    # Checked again: a deploy updates the Cloud Run service, which may reset what was set on it.
+    [[ -z $INGEST_ACCESS ]] || ingest_access
+    [[ -n $INGEST_ACCESS ]] || make_ingest_public
+  fi
+  plan_note "  ingest is public through: $INGEST_ACCESS"
+
+  # Passing trigger flags on an update puts the whole event trigger in gcloud's update mask; a
+  # replaced trigger takes its Pub/Sub subscription with it: the backlog, pending retries and the
+  # dead-letter policy set below. So an update that keeps the trigger passes none of them, and
+  # gcloud keeps the live one. (Owning the push subscription instead would turn process into an
+  # HTTP function that parses Pub/Sub push requests itself, and part ways with `firebase deploy`.)
+  fingerprint=$(deploy_fingerprint "${process[@]}" "${trigger[@]}")
+  describe_function "$PLAN_PROCESS_FUNCTION"
+  wanted_trigger=$(printf '%s\t%s\t%s' "projects/$PROJECT/topics/$(cfg INGEST_TOPIC)" \
+    "$SA_TRIGGER" RETRY_POLICY_RETRY)
+  if [[ -z $FN_STATE ]]; then
+    plan_run_retry gcloud functions deploy "$PLAN_PROCESS_FUNCTION" "${process[@]}" "${trigger[@]}" \
+      "--update-labels=rdp_deploy_hash=$fingerprint"
+  elif [[ $FN_TRIGGER == "$wanted_trigger" ]]; then
+    if ! function_is_done "$PLAN_PROCESS_FUNCTION" "$fingerprint" 1; then
+      plan_note "  its trigger is as configured: deploying without trigger flags, so it stays"
+      plan_run_retry gcloud functions deploy "$PLAN_PROCESS_FUNCTION" "${process[@]}" \
+        "--update-labels=rdp_deploy_hash=$fingerprint"
+    fi
+  else
+    ((REPLACE_TRIGGER)) || plan_refuse "process's trigger is '${FN_TRIGGER//$'\t'/ }', the config" \
+      "wants '${wanted_trigger//$'\t'/ }'. Replacing it deletes its Pub/Sub subscription with" \
+      "every message still waiting in it. Stop ingest traffic, let the backlog drain, then" \
+      "re-run with --replace-trigger."
+    plan_warn "replacing process's trigger (--replace-trigger): its subscription is recreated"
+    plan_run_retry gcloud functions deploy "$PLAN_PROCESS_FUNCTION" "${process[@]}" "${trigger[@]}" \
+      "--update-labels=rdp_deploy_hash=$fingerprint"
+  fi
   plan_run_retry gcloud functions add-invoker-policy-binding "$PLAN_PROCESS_FUNCTION" \
     "--region=$REGION" "--project=$PROJECT" "--member=serviceAccount:$SA_TRIGGER" --format=none \
     --quiet
@@ -404,6 +649,8 @@ step_summary() {
     gcloud functions describe "$PLAN_INGEST_FUNCTION" --v2 "--region=$REGION" \
     "--project=$PROJECT" '--format=value(serviceConfig.uri)'
   plan_note "Deployed. Ingest URL: $url"
+  [[ $INGEST_ACCESS != no-invoker-iam-check ]] ||
+    plan_note "(public through the service's disabled invoker IAM check, not allUsers: see above)"
   plan_note "Verify: scripts/smoke.sh $url <API_KEY>"
 }
 

@@ -18,7 +18,7 @@ scripts/deploy.sh created. Keeps the Firestore database, its documents, rules an
 and leaves the enabled APIs on.
 
   --project ID     Google Cloud project to clean up (required)
-  --region R       Region the functions were deployed to (default: us-central1)
+  --region R       Region the functions were deployed to (default: REGION of the config)
   --config FILE    Settings file used for the deploy (default: deploy/config.env)
   --dry-run        Print every command in order, the checks included, and run none of them
   --delete-data    Also delete every document of the product's collections (irreversible)

@@ -15,10 +15,15 @@ PLAN_DRY_RUN=0
 # (teardown shows its deletes).
 PLAN_DRY_ASSUME_EXISTS=0
 PLAN_PROJECT=""
-PLAN_REGION=us-central1
+PLAN_REGION="" # --region, else REGION of the config file
 PLAN_CONFIG="$PLAN_REPO_ROOT/deploy/config.env"
 PLAN_SHIFT=1
 PLAN_FAULT_KEYS_IN_CONFIG=()
+# Retries of errors Google documents as transient (see plan_is_transient): the first wait, doubled
+# up to a minute, and the number of attempts. The defaults wait about 8 minutes in all: IAM changes
+# typically take 2 minutes to propagate, sometimes 7 or more. Tests set the wait to 0.
+PLAN_RETRY_WAIT_SECONDS=${RDP_RETRY_WAIT_SECONDS:-10}
+PLAN_RETRY_ATTEMPTS=${RDP_RETRY_ATTEMPTS:-10}
 
 # The functions' runtime variables (functions/src/lib/config.ts), passed with --set-env-vars.
 PLAN_RUNTIME_VARS=(
@@ -31,7 +36,7 @@ PLAN_RUNTIME_VARS=(
 )
 # Every other key deploy/config.env must define.
 PLAN_SETTINGS=(
-  RUNTIME NODE_OPTIONS PROCESS_INGRESS DEAD_LETTER_TOPIC DEAD_LETTER_SUBSCRIPTION DEAD_LETTER_RETENTION
+  REGION RUNTIME NODE_OPTIONS PROCESS_INGRESS DEAD_LETTER_TOPIC DEAD_LETTER_SUBSCRIPTION DEAD_LETTER_RETENTION
   INGEST_SERVICE_ACCOUNT PROCESS_SERVICE_ACCOUNT TRIGGER_SERVICE_ACCOUNT BUILD_SERVICE_ACCOUNT
   FIRESTORE_LOCATION FIRESTORE_DATA_COLLECTIONS
   INGEST_MEMORY INGEST_CPU INGEST_CONCURRENCY INGEST_TIMEOUT_SECONDS INGEST_MIN_INSTANCES
@@ -99,11 +104,12 @@ plan_init() {
   # Project ids: 6-30 lowercase letters, digits, hyphens (optionally "domain.com:" in front).
   [[ $PLAN_PROJECT =~ ^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
     plan_usage_error "not a Google Cloud project id: '$PLAN_PROJECT'"
-  [[ $PLAN_REGION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] ||
-    plan_usage_error "not a Google Cloud region: '$PLAN_REGION'"
   [[ -f $PLAN_CONFIG ]] || plan_config_error "config file not found: $PLAN_CONFIG"
   PLAN_CONFIG=$(cd "$(dirname "$PLAN_CONFIG")" && pwd -P)/$(basename "$PLAN_CONFIG")
   plan_load_config "$PLAN_CONFIG"
+  PLAN_REGION=${PLAN_REGION:-$(cfg REGION)}
+  [[ $PLAN_REGION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] ||
+    plan_usage_error "not a Google Cloud region: '$PLAN_REGION'"
   plan_derive_names
 }
 
@@ -195,20 +201,21 @@ plan_project_bindings() {
 # ---------------------------------------------------------------------------------------------
 # The plan runner.
 
-# One word, quoted only when the shell would otherwise change it.
+# One word into PLAN_QUOTED, quoted only when the shell would otherwise change it. (No subshell:
+# a run renders a thousand words.)
 plan_quote() {
   if [[ $1 =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-    printf '%s' "$1"
+    PLAN_QUOTED=$1
   else
-    local escaped=${1//\'/\'\\\'\'}
-    printf "'%s'" "$escaped"
+    PLAN_QUOTED="'${1//\'/\'\\\'\'}'"
   fi
 }
 
 plan_render() {
   local word line=""
   for word in "$@"; do
-    line+="${line:+ }$(plan_quote "$word")"
+    plan_quote "$word"
+    line+="${line:+ }$PLAN_QUOTED"
   done
   printf '%s' "$line"
 }
@@ -220,28 +227,81 @@ plan_run() {
   "$@"
 }
 
-# Like plan_run, retrying a few times: fresh service accounts and service agents take a minute or
-# two to be usable everywhere, so the first IAM grant or deploy on a new project can fail.
-plan_run_retry() {
+# How gcloud reports a resource that does not exist: the status of the API's answer, NOT_FOUND
+# (`gcloud functions` prints it as "status=[404]"), in the line that starts the error. Any other
+# failure (PERMISSION_DENIED, say, whose text may well contain "404" or "does not exist") is not
+# an absence.
+plan_is_not_found() {
+  grep -qE '^ERROR: \([a-z0-9._-]+\) (NOT_FOUND: |ResponseError: status=\[404\]|HTTPError 404)' <<<"$1"
+}
+
+# The errors Google documents as transient right after a change, and only those:
+# - an API enabled moments ago answers "has not been used in project N before or it is disabled"
+#   for a few minutes;
+# - a service account or service agent created moments ago "does not exist" for IAM grants until
+#   it has propagated (typically 2 minutes, sometimes 7 or more);
+# - a trigger's first deploy fails while the Eventarc service agent's roles propagate;
+# - UNAVAILABLE, the API error model's "retry with backoff".
+plan_is_transient() {
+  grep -qE 'has not been used in project [0-9]+ before or it is disabled|(INVALID_ARGUMENT|FAILED_PRECONDITION|BAD_REQUEST|status=\[400\]).*[Ss]ervice account [^ ]+ does not exist|Permission denied while using the Eventarc Service Agent|necessary permissions are propagated|^ERROR: \([a-z0-9._-]+\) UNAVAILABLE: ' <<<"$1"
+}
+
+# The status word of a gcloud error ("PERMISSION_DENIED", "status=[403]"), for messages.
+plan_error_status() {
+  sed -nE 's/^ERROR: \([a-z0-9._-]+\) (ResponseError: (status=\[[0-9]+\])|([A-Z_]+): |(HTTPError [0-9]+)).*/\2\3\4/p' <<<"$1" |
+    head -n 1
+}
+
+# plan_wait_to_retry ATTEMPT WHAT — waits before attempt ATTEMPT+1 and returns 0, or returns 1
+# when the attempts are used up.
+plan_wait_to_retry() {
+  local attempt=$1 wait=$PLAN_RETRY_WAIT_SECONDS i
+  ((attempt < PLAN_RETRY_ATTEMPTS)) || return 1
+  for ((i = 1; i < attempt; i++)); do wait=$((wait * 2)); done
+  ((wait <= 60)) || wait=60
+  plan_warn "$2; retrying in ${wait}s (attempt $((attempt + 1)) of $PLAN_RETRY_ATTEMPTS)"
+  sleep "$wait"
+}
+
+# plan_try COMMAND... — plan_run that waits out transient errors. On any other failure, or when
+# the attempts are used up, returns 1 with the error text (already shown) in PLAN_LAST_ERROR.
+plan_try() {
   printf '+ %s\n' "$(plan_render "$@")"
+  PLAN_LAST_ERROR=""
   ((PLAN_DRY_RUN)) && return 0
-  local attempt=1 delay=15
-  until "$@"; do
-    if ((attempt >= 4)); then
-      plan_die "failed $attempt times: $(plan_render "$@")"
+  local attempt=1 err
+  err=$(mktemp)
+  # stderr is shown as it comes (a deploy reports its progress there) and kept for the checks.
+  until { "$@" 2>&1 1>&3 3>&- | tee "$err" >&2 3>&-; } 3>&1; do
+    PLAN_LAST_ERROR=$(<"$err")
+    if ! plan_is_transient "$PLAN_LAST_ERROR" ||
+      ! plan_wait_to_retry "$attempt" "transient error (above), documented to clear within minutes"; then
+      rm -f "$err"
+      return 1
     fi
-    plan_warn "attempt $attempt failed; retrying in ${delay}s (IAM changes take time to propagate)"
-    sleep "$delay"
     attempt=$((attempt + 1))
-    delay=$((delay * 2))
   done
+  rm -f "$err"
+}
+
+# plan_run_retry COMMAND... — plan_try, stopping the script when the command fails for good.
+plan_run_retry() {
+  plan_try "$@" && return 0
+  if plan_is_transient "$PLAN_LAST_ERROR"; then
+    plan_die "still failing after $PLAN_RETRY_ATTEMPTS attempts: $(plan_render "$@")"
+  fi
+  local status
+  status=$(plan_error_status "$PLAN_LAST_ERROR")
+  plan_die "failed with ${status:-an error} (message above), which is not one of the transient" \
+    "errors this script waits out; fix the cause and re-run. The command: $(plan_render "$@")"
 }
 
 # plan_lookup VAR DRY_VALUE WHY COMMAND...
-# Runs a read-only COMMAND and stores its output in VAR: "" when the thing does not exist; any
-# other failure stops the script. In a dry run, prints the command and stores DRY_VALUE.
+# Runs a read-only COMMAND and stores its output in VAR: "" when the thing does not exist
+# (NOT_FOUND); transient errors are waited out; any other failure stops the script. In a dry run,
+# prints the command and stores DRY_VALUE.
 plan_lookup() {
-  local __var=$1 __dry=$2 __why=$3 __out __err
+  local __var=$1 __dry=$2 __why=$3 __out __err __attempt=1 __status
   shift 3
   printf '+ %s  # check: %s\n' "$(plan_render "$@")" "$__why"
   if ((PLAN_DRY_RUN)); then
@@ -249,20 +309,25 @@ plan_lookup() {
     return 0
   fi
   __err=$(mktemp)
-  if __out=$("$@" 2>"$__err"); then
+  until __out=$("$@" 2>"$__err"); do
+    if plan_is_not_found "$(<"$__err")"; then
+      __out=""
+      break
+    fi
+    if plan_is_transient "$(<"$__err")" &&
+      plan_wait_to_retry "$__attempt" "transient error: $(head -n 1 "$__err")"; then
+      __attempt=$((__attempt + 1))
+      continue
+    fi
+    cat "$__err" >&2
+    __status=$(plan_error_status "$(<"$__err")")
     rm -f "$__err"
-    __out=${__out%"${__out##*[![:space:]]}"}
-    printf -v "$__var" '%s' "$__out"
-    return 0
-  fi
-  if grep -qiE 'not[ _]?found|does not exist|404' "$__err"; then
-    rm -f "$__err"
-    printf -v "$__var" '%s' ""
-    return 0
-  fi
-  cat "$__err" >&2
+    plan_die "the check above failed with ${__status:-an error} (not NOT_FOUND, so not an" \
+      "absence: nothing was created or changed because of it); fix the cause and re-run"
+  done
   rm -f "$__err"
-  plan_die "the check above failed (not a 'not found'); fix the cause and re-run"
+  __out=${__out%"${__out##*[![:space:]]}"}
+  printf -v "$__var" '%s' "$__out"
 }
 
 # plan_exists WHY COMMAND... — 0 when COMMAND (a describe printing a name) finds the resource.

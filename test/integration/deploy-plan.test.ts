@@ -5,7 +5,13 @@
  *   `gcloud ... --help` (the installed Google Cloud SDK is the reference), so a misspelled or
  *   removed flag fails here instead of half-way through a real deploy;
  * - the upload set of functions/ holds only the compiled code and the manifests, and it installs
- *   and loads with production dependencies only.
+ *   and loads with production dependencies only;
+ * - run for real against a fake `gcloud` (a script answering from a table) in a copy of the
+ *   release files, deploy.sh does the right next thing after each answer a real project gives
+ *   that no dry run shows: an organization policy refusing allUsers, a function labelled by a
+ *   deploy whose later step failed, an unchanged trigger, an API still "disabled" right after
+ *   enabling, a permission error whose text holds "404"; and a second run in a row changes
+ *   nothing. Every command it ran passes the same --help check.
  */
 import { expect } from "chai";
 import { execFile, spawnSync } from "node:child_process";
@@ -74,7 +80,7 @@ interface PlanCommand {
 }
 
 function runScript(script: string, args: string[], env: NodeJS.ProcessEnv): ScriptRun {
-  const result = spawnSync("bash", [path.join(REPO_ROOT, "scripts", script), ...args], {
+  const result = spawnSync("bash", [path.resolve(REPO_ROOT, "scripts", script), ...args], {
     cwd: REPO_ROOT,
     env,
     encoding: "utf8",
@@ -245,6 +251,9 @@ class GcloudHelp {
   }
 }
 
+/** One cache of help texts for every test of this file. */
+const gcloudHelp = new GcloudHelp();
+
 /** The --flags of a Firebase CLI command (ARGV[0] the binary) that its --help does not list. */
 async function firebaseUnknownFlags(argv: readonly string[]): Promise<string[]> {
   const [binary, command] = argv as [string, string];
@@ -291,6 +300,12 @@ function indexOf(commands: PlanCommand[], command: PlanCommand): number {
   return commands.indexOf(command);
 }
 
+/** The Firebase CLI's words of a plan line ("env VAR=... .../firebase deploy ..."), if any. */
+function firebaseArgv(command: PlanCommand): string[] | undefined {
+  const at = command.argv.findIndex((word) => word.endsWith("/firebase"));
+  return at < 0 ? undefined : command.argv.slice(at);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe("release: deploy and teardown plans, upload set, production install", function () {
@@ -300,7 +315,7 @@ describe("release: deploy and teardown plans, upload set, production install", f
   let tripwire: { env: Record<string, string>; calls: string };
   let deploy: ScriptRun;
   let teardown: ScriptRun;
-  const gcloud = new GcloudHelp();
+  const gcloud = gcloudHelp;
 
   before(function () {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), "rdp-deploy-plan-"));
@@ -326,9 +341,12 @@ describe("release: deploy and teardown plans, upload set, production install", f
     expect(build.argv.slice(-2)).to.deep.equal(["run", "build"]);
     const apis = findCommand(commands, "gcloud", "services", "enable");
     const database = findCommand(commands, "gcloud", "firestore", "databases", "create");
-    const rules = commands.find((c) => c.argv[0]?.endsWith("firebase") && c.argv[1] === "deploy");
+    const rules = commands.find((c) => firebaseArgv(c)?.[1] === "deploy");
     expect(rules, "no firebase deploy of the rules").to.not.equal(undefined);
     expect(rules?.argv).to.include("--only=firestore").and.include("--non-interactive");
+    // The Firebase CLI bills its calls to the project deployed to, whatever the ADC's quota project.
+    expect(rules?.argv).to.include(`GOOGLE_CLOUD_QUOTA_PROJECT=${PROJECT}`);
+    expect(flagValue(database, "--location")).to.equal("nam5"); // REGION=us-central1 in config.env
     const topic = findCommand(commands, "gcloud", "pubsub", "topics", "create", "rdp-ingest");
     const deadLetterTopic = findCommand(
       commands,
@@ -341,6 +359,7 @@ describe("release: deploy and teardown plans, upload set, production install", f
     const hold = findCommand(commands, "gcloud", "pubsub", "subscriptions", "create");
     expect(flagValue(hold, "--topic")).to.equal("rdp-ingest-dead-letter");
     expect(flagValue(hold, "--expiration-period")).to.equal("never");
+    expect(flagValue(hold, "--message-retention-duration")).to.equal("31d"); // the Pub/Sub maximum
 
     const ingest = findCommand(commands, "gcloud", "functions", "deploy", "ingest");
     const processFn = findCommand(commands, "gcloud", "functions", "deploy", "process");
@@ -356,7 +375,17 @@ describe("release: deploy and teardown plans, upload set, production install", f
       expect(flagValue(fn, "--run-service-account")).to.match(/@demo-sample-123\.iam\./);
       expect(fn.argv).to.include("--quiet");
     }
-    expect(ingest.argv).to.include("--trigger-http").and.include("--allow-unauthenticated");
+    expect(ingest.argv).to.include("--trigger-http");
+    // Opened by its own step (with a fallback), never by the deploy itself.
+    expect(ingest.argv.filter((arg) => arg.includes("allow-unauthenticated"))).to.deep.equal([]);
+    const open = findCommand(
+      commands,
+      "gcloud",
+      "functions",
+      "add-invoker-policy-binding",
+      "ingest",
+    );
+    expect(flagValue(open, "--member")).to.equal("allUsers");
     expect(processFn.argv).to.include("--retry").and.include("--no-allow-unauthenticated");
     expect(processFn.argv).to.not.include("--allow-unauthenticated");
     expect(processFn.argv).to.not.include("--trigger-http");
@@ -368,8 +397,13 @@ describe("release: deploy and teardown plans, upload set, production install", f
     const timeout = Number(flagValue(processFn, "--timeout")?.replace(/s$/, ""));
     expect(envVars).to.include(`PROCESS_TIMEOUT_SECONDS=${timeout}`);
 
-    const invoker = findCommand(commands, "gcloud", "functions", "add-invoker-policy-binding");
-    expect(invoker.argv[3]).to.equal("process");
+    const invoker = findCommand(
+      commands,
+      "gcloud",
+      "functions",
+      "add-invoker-policy-binding",
+      "process",
+    );
     expect(flagValue(invoker, "--member")).to.match(/^serviceAccount:rdp-process-trigger@/);
     const deadLetters = findCommand(commands, "gcloud", "pubsub", "subscriptions", "update");
     expect(flagValue(deadLetters, "--dead-letter-topic")).to.equal(
@@ -405,7 +439,10 @@ describe("release: deploy and teardown plans, upload set, production install", f
   });
 
   it("every flag of every gcloud and firebase command in both plans exists in its --help", async function () {
-    this.timeout(180_000);
+    // Some 40 `gcloud ... --help` runs (one Python start each, six at a time): about 2 minutes
+    // on these shared 2-core machines when busy, more under heavy load. The later check of the
+    // fake runs reuses their cache.
+    this.timeout(360_000);
     expect(teardown.status, teardown.stderr).to.equal(0);
     const lines = new Map<string, string[]>();
     for (const command of [...deploy.commands, ...teardown.commands]) {
@@ -423,10 +460,11 @@ describe("release: deploy and teardown plans, upload set, production install", f
         }
       }),
     );
-    const firebase = deploy.commands.filter((command) => command.argv[0]?.endsWith("/firebase"));
+    const firebase = deploy.commands.map(firebaseArgv).filter((argv) => argv !== undefined);
     expect(firebase).to.have.length.greaterThan(0);
-    for (const command of firebase) {
-      const unknown = await firebaseUnknownFlags(command.argv);
+    for (const argv of firebase) {
+      const command = { line: argv.join(" ") };
+      const unknown = await firebaseUnknownFlags(argv);
       if (unknown.length > 0) problems.push(`${unknown.join(", ")} unknown in: ${command.line}`);
     }
     expect(problems).to.deep.equal([]);
@@ -609,5 +647,658 @@ describe("release: deploy and teardown plans, upload set, production install", f
     expect(load.status, `loading lib/index.js failed:\n${load.stdout}${load.stderr}`).to.equal(0);
     const exported = JSON.parse(load.stdout.trim().split("\n").pop() ?? "{}");
     expect(exported).to.deep.equal({ ingest: "function", process: "function" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// deploy.sh run for real against a fake gcloud
+
+/** One row of the fake's table: the first row whose pattern matches a call answers it. */
+interface FakeAnswer {
+  /** A bash regular expression (ERE), matched against "TOOL ARG ARG ..." (gcloud, firebase). */
+  readonly match: string;
+  /** Answers this many calls, then lets the rows below answer. */
+  readonly times?: number;
+  readonly exit?: number;
+  readonly stdout?: string;
+  readonly stderr?: string;
+}
+
+interface FakeCall {
+  readonly tool: string;
+  readonly argv: string[];
+  readonly line: string;
+  /** GOOGLE_CLOUD_QUOTA_PROJECT in the caller's environment. */
+  readonly quotaProject: string;
+}
+
+/**
+ * The fake `gcloud` (and `firebase`), in bash for speed (a run makes some 50 calls): logs each
+ * call (words separated by \x1f, calls by \x1e), then answers from the table, one directory per
+ * row (see Sandbox.deploy). A call no row matches succeeds silently, as a create or a grant does.
+ */
+const FAKE_TOOL = [
+  "#!/usr/bin/env bash",
+  "# Builtins only where it can: a run makes some 50 calls on a busy machine.",
+  "dir=$FAKE_CLOUD_DIR",
+  'line="${0##*/} $*"',
+  'printf \'%s\\x1f\' "${0##*/}" "${GOOGLE_CLOUD_QUOTA_PROJECT-}" "$@" >>"$dir/calls.log"',
+  "printf '\\x1e' >>\"$dir/calls.log\"",
+  'for row in "$dir"/rows/*; do',
+  '  IFS= read -r match <"$row/match"',
+  "  [[ $line =~ $match ]] || continue",
+  "  if [[ -f $row/times ]]; then",
+  '    used="" times=""',
+  '    IFS= read -r used <"$row/used"',
+  '    IFS= read -r times <"$row/times"',
+  "    ((${#used} < times)) || continue",
+  '    printf x >>"$row/used"',
+  "  fi",
+  '  out="" err="" status=0',
+  '  IFS= read -r -d "" out <"$row/stdout"',
+  '  IFS= read -r -d "" err <"$row/stderr"',
+  '  IFS= read -r status <"$row/exit"',
+  "  printf '%s' \"$out\"",
+  "  printf '%s' \"$err\" >&2",
+  '  exit "$status"',
+  "done",
+  "exit 0",
+].join("\n");
+
+const PROJECT_NUMBER = "123456789012";
+const SA = (id: string) => `${id}@${PROJECT}.iam.gserviceaccount.com`;
+const TRIGGER_SUBSCRIPTION = `projects/${PROJECT}/subscriptions/eventarc-us-central1-process-481-sub-102`;
+const WANTED_TRIGGER = [
+  `projects/${PROJECT}/topics/rdp-ingest`,
+  SA("rdp-process-trigger"),
+  "RETRY_POLICY_RETRY",
+].join("\t");
+
+/** The roles Google grants the service agents when their APIs are enabled. */
+const AGENT_ROLES = [
+  ["roles/cloudfunctions.serviceAgent", "gcf-admin-robot"],
+  ["roles/run.serviceAgent", "serverless-robot-prod"],
+  ["roles/eventarc.serviceAgent", "gcp-sa-eventarc"],
+  ["roles/pubsub.serviceAgent", "gcp-sa-pubsub"],
+].map(
+  ([role, agent]) =>
+    `${role}\tserviceAccount:service-${PROJECT_NUMBER}@${agent}.iam.gserviceaccount.com\n`,
+);
+const DEPLOYMENT_ROLES = [
+  `roles/datastore.viewer\tserviceAccount:${SA("rdp-ingest")}\n`,
+  `roles/datastore.user\tserviceAccount:${SA("rdp-process")}\n`,
+  `roles/logging.logWriter\tserviceAccount:${SA("rdp-build")}\n`,
+  `roles/artifactregistry.writer\tserviceAccount:${SA("rdp-build")}\n`,
+  `roles/storage.objectAdmin\tserviceAccount:${SA("rdp-build")}\n`,
+];
+
+/** How gcloud reports an API error: "ERROR: (gcloud.<command>) <STATUS>: <message>". */
+function gcloudError(command: string, status: string, message: string): FakeAnswer {
+  return { match: "", exit: 1, stderr: `ERROR: (gcloud.${command}) ${status}: ${message}\n` };
+}
+function row(match: string, answer: Partial<FakeAnswer> = {}): FakeAnswer {
+  return { ...answer, match };
+}
+const FUNCTION_NOT_FOUND = (name: string): FakeAnswer => ({
+  match: "",
+  exit: 1,
+  // `gcloud functions` words its errors its own way (api_lib/functions/v1/util.py).
+  stderr:
+    `ERROR: (gcloud.functions.describe) ResponseError: status=[404], code=[Ok], message=[Function ` +
+    `${name} in region us-central1 in project ${PROJECT} does not exist]\n`,
+});
+const NOT_FOUND = (command: string) =>
+  gcloudError(command, "NOT_FOUND", "Resource not found (resource=x).");
+
+/** The answers of a project deploy.sh has never touched (APIs enablable, billing on). */
+function freshProject(): FakeAnswer[] {
+  return [
+    row("^gcloud projects describe ", { stdout: `${PROJECT_NUMBER}\n` }),
+    row("^gcloud billing projects describe ", { stdout: "True\n" }),
+    row("^gcloud projects get-iam-policy ", { stdout: AGENT_ROLES.join("") }),
+    row("^gcloud firestore databases describe ", NOT_FOUND("firestore.databases.describe")),
+    row("^gcloud auth application-default print-access-token", { stdout: "ya29.fake-token\n" }),
+    row("^gcloud pubsub topics describe ", NOT_FOUND("pubsub.topics.describe")),
+    row("^gcloud pubsub subscriptions describe rdp-ingest-dead-letter-hold ", {
+      ...NOT_FOUND("pubsub.subscriptions.describe"),
+    }),
+    row("^gcloud iam service-accounts describe ", {
+      ...gcloudError("iam.service-accounts.describe", "NOT_FOUND", "Unknown service account"),
+    }),
+    row("^gcloud functions describe ingest .*value\\(state", FUNCTION_NOT_FOUND("ingest")),
+    row("^gcloud functions describe process .*value\\(state", FUNCTION_NOT_FOUND("process")),
+    row("^gcloud run services (get-iam-policy|describe) ", NOT_FOUND("run.services.describe")),
+    row("^gcloud functions describe process .*eventTrigger.trigger\\)", {
+      stdout: `projects/${PROJECT}/locations/us-central1/triggers/process-481\n`,
+    }),
+    row("^gcloud eventarc triggers describe ", { stdout: `${TRIGGER_SUBSCRIPTION}\n` }),
+    row(`^gcloud pubsub subscriptions describe ${TRIGGER_SUBSCRIPTION} `, {
+      stdout: "10\t\t\t\t\n",
+    }),
+    row("^gcloud functions describe ingest .*serviceConfig.uri", {
+      stdout: "https://ingest-x2d4-uc.a.run.app\n",
+    }),
+  ];
+}
+
+/** The answers of the same project after a complete deploy whose labels were HASHES. */
+function deployedProject(hashes: { ingest: string; process: string }): FakeAnswer[] {
+  return [
+    row("^gcloud projects get-iam-policy ", {
+      stdout: [...AGENT_ROLES, ...DEPLOYMENT_ROLES].join(""),
+    }),
+    row("^gcloud firestore databases describe ", { stdout: "FIRESTORE_NATIVE\tnam5\n" }),
+    row("^gcloud pubsub topics describe [^ ]+ ", { stdout: `projects/${PROJECT}/topics/t\n` }),
+    row("^gcloud pubsub subscriptions describe rdp-ingest-dead-letter-hold ", {
+      stdout: "2678400s\n",
+    }),
+    row("^gcloud iam service-accounts describe [^ ]+ ", { stdout: "an-email\n" }),
+    row("^gcloud functions describe ingest .*value\\(state", {
+      stdout: `ACTIVE\t${hashes.ingest}\t\t\t\n`,
+    }),
+    row("^gcloud run services get-iam-policy ingest ", { stdout: "roles/run.invoker\tallUsers\n" }),
+    row("^gcloud functions describe process .*value\\(state", {
+      stdout: `ACTIVE\t${hashes.process}\t${WANTED_TRIGGER}\n`,
+    }),
+    row(`^gcloud pubsub subscriptions describe ${TRIGGER_SUBSCRIPTION} `, {
+      stdout: `120\tprojects/${PROJECT}/topics/rdp-ingest-dead-letter\t10\t10s\t600s\n`,
+    }),
+    ...freshProject(),
+  ];
+}
+
+interface FakeRun extends ScriptRun {
+  readonly calls: FakeCall[];
+}
+
+/** Words of the gcloud calls, as "gcloud functions deploy ingest ..." lines. */
+function callLines(run: FakeRun): string[] {
+  return run.calls.map((call) => call.line);
+}
+
+function deployFlag(call: FakeCall | undefined, flag: string): string | undefined {
+  return call?.argv.find((arg) => arg.startsWith(`${flag}=`))?.slice(flag.length + 1);
+}
+
+/**
+ * A copy of what `npm run deploy` reads (scripts, deploy/config.env, firebase.json and the rules,
+ * functions/ with its built lib/) in its own folder, with fake gcloud, firebase and npm.
+ */
+class Sandbox {
+  readonly root: string;
+  private readonly cloud: string;
+  private readonly bin: string;
+  private runs = 0;
+
+  constructor(parent: string, name: string) {
+    this.root = path.join(parent, name, "repo");
+    this.cloud = path.join(parent, name, "cloud");
+    this.bin = path.join(parent, name, "bin");
+    for (const dir of ["scripts/lib", "deploy", "functions", "node_modules/.bin"]) {
+      fs.mkdirSync(path.join(this.root, dir), { recursive: true });
+    }
+    fs.mkdirSync(this.bin, { recursive: true });
+    for (const file of [
+      "scripts/deploy.sh",
+      "scripts/teardown.sh",
+      "scripts/lib/gcloud-plan.sh",
+      "deploy/config.env",
+      "firebase.json",
+      "firestore.rules",
+      "firestore.indexes.json",
+      "functions/package.json",
+      "functions/package-lock.json",
+      "functions/.gcloudignore",
+    ]) {
+      fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.root, file));
+    }
+    fs.cpSync(path.join(FUNCTIONS_DIR, "lib"), path.join(this.root, "functions", "lib"), {
+      recursive: true,
+    });
+    // The exports check loads lib/index.js, which needs the functions' dependencies.
+    fs.symlinkSync(
+      path.join(FUNCTIONS_DIR, "node_modules"),
+      path.join(this.root, "functions", "node_modules"),
+    );
+    const tool = (file: string, text: string) => {
+      fs.writeFileSync(file, text);
+      fs.chmodSync(file, 0o755);
+    };
+    tool(path.join(this.bin, "gcloud"), FAKE_TOOL);
+    tool(path.join(this.root, "node_modules", ".bin", "firebase"), FAKE_TOOL);
+    tool(path.join(this.root, "node_modules", ".bin", "tsc"), "#!/bin/sh\nexit 97\n");
+    // `npm run build` brings back the lib/ the step before deleted (compiled by the real build).
+    tool(
+      path.join(this.bin, "npm"),
+      `#!/bin/sh\ncp -R '${path.join(FUNCTIONS_DIR, "lib")}' '${path.join(this.root, "functions", "lib")}'\n`,
+    );
+    fs.writeFileSync(
+      path.join(this.root, "adc.json"),
+      JSON.stringify({ type: "authorized_user", quota_project_id: "someone-elses-project" }),
+    );
+  }
+
+  /** Runs deploy.sh against TABLE; returns its output and the calls the fake answered. */
+  deploy(table: FakeAnswer[], args: string[] = [], env: Record<string, string> = {}): FakeRun {
+    this.runs += 1;
+    const cloud = path.join(this.cloud, String(this.runs));
+    fs.mkdirSync(cloud, { recursive: true });
+    table.forEach((answer, i) => {
+      const dir = path.join(cloud, "rows", String(i).padStart(4, "0"));
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, "match"), answer.match);
+      fs.writeFileSync(path.join(dir, "stdout"), answer.stdout ?? "");
+      fs.writeFileSync(path.join(dir, "stderr"), answer.stderr ?? "");
+      fs.writeFileSync(path.join(dir, "exit"), String(answer.exit ?? 0));
+      if (answer.times !== undefined) {
+        fs.writeFileSync(path.join(dir, "times"), String(answer.times));
+        fs.writeFileSync(path.join(dir, "used"), "");
+      }
+    });
+    const run = runScript(
+      path.join(this.root, "scripts", "deploy.sh"),
+      ["--project", PROJECT, ...args],
+      cleanEnv({
+        PATH: `${this.bin}${path.delimiter}${process.env.PATH ?? ""}`,
+        FAKE_CLOUD_DIR: cloud,
+        GOOGLE_APPLICATION_CREDENTIALS: path.join(this.root, "adc.json"),
+        RDP_RETRY_WAIT_SECONDS: "0",
+        ...env,
+      }),
+    );
+    const log = path.join(cloud, "calls.log");
+    const calls = (fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "")
+      .split("\x1e")
+      .filter(Boolean)
+      .map((entry): FakeCall => {
+        const [tool = "", quotaProject = "", ...argv] = entry.split("\x1f").slice(0, -1);
+        return { tool, argv, line: [tool, ...argv].join(" "), quotaProject };
+      });
+    return { ...run, calls };
+  }
+}
+
+/** Every gcloud call of every run below, for the --help check at the end. */
+const ranAgainstFake = new Map<string, string[]>();
+
+function remember(run: FakeRun): FakeRun {
+  for (const call of run.calls) {
+    if (call.tool === "gcloud") ranAgainstFake.set(call.line, call.argv);
+  }
+  return run;
+}
+
+function find(run: FakeRun, pattern: RegExp): FakeCall | undefined {
+  return run.calls.find((call) => pattern.test(call.line));
+}
+
+function count(run: FakeRun, pattern: RegExp): number {
+  return run.calls.filter((call) => pattern.test(call.line)).length;
+}
+
+function position(run: FakeRun, pattern: RegExp): number {
+  return run.calls.findIndex((call) => pattern.test(call.line));
+}
+
+describe("release: deploy.sh against a fake gcloud that answers like a real project", function () {
+  // Each run spends a few seconds on a busy machine (the exports check loads the functions).
+  this.timeout(120_000);
+
+  let scratch: string;
+  let first: Sandbox;
+  let firstRun: FakeRun;
+  let hashes: { ingest: string; process: string };
+
+  before(function () {
+    this.timeout(180_000);
+    ensureFunctionsBuilt();
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), "rdp-deploy-fake-"));
+    first = new Sandbox(scratch, "first");
+    firstRun = remember(first.deploy(freshProject()));
+    const label = (name: string) =>
+      deployFlag(
+        find(firstRun, new RegExp(`^gcloud functions deploy ${name} `)),
+        "--update-labels",
+      )?.replace(/^rdp_deploy_hash=/, "") ?? "";
+    hashes = { ingest: label("ingest"), process: label("process") };
+  });
+
+  after(function () {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("first run on an empty project: creates everything, opens ingest, labels both functions", function () {
+    expect(firstRun.status, firstRun.stderr).to.equal(0);
+    expect(hashes.ingest).to.match(/^[0-9a-f]{40}$/);
+    expect(hashes.process).to.match(/^[0-9a-f]{40}$/);
+    const lines = callLines(firstRun);
+    // Billing is checked before any API is enabled.
+    expect(position(firstRun, /^gcloud billing projects describe /)).to.be.lessThan(
+      position(firstRun, /^gcloud services enable /),
+    );
+    // The service agents' roles are seen before the first deploy.
+    expect(position(firstRun, /^gcloud projects get-iam-policy /)).to.be.lessThan(
+      position(firstRun, /^gcloud functions deploy /),
+    );
+    expect(lines).to.include(
+      `gcloud functions add-invoker-policy-binding ingest --region=us-central1 --project=${PROJECT} --member=allUsers --format=none --quiet`,
+    );
+    // ADC checked, then the Firebase CLI told which project to bill, whatever the ADC file says.
+    const firebase = firstRun.calls.find((call) => call.tool === "firebase");
+    expect(position(firstRun, /application-default print-access-token/)).to.be.lessThan(
+      firstRun.calls.indexOf(firebase as FakeCall),
+    );
+    expect(firebase?.quotaProject).to.equal(PROJECT);
+    expect(firstRun.stdout).to.include("quota project is someone-elses-project");
+    const processDeploy = find(firstRun, /^gcloud functions deploy process /);
+    expect(deployFlag(processDeploy, "--trigger-topic")).to.equal("rdp-ingest");
+    expect(firstRun.stdout).to.include("Deployed. Ingest URL: https://ingest-x2d4-uc.a.run.app");
+  });
+
+  it("second run in a row, from another folder: changes nothing", function () {
+    const elsewhere = new Sandbox(scratch, "another-checkout");
+    const run = remember(elsewhere.deploy(deployedProject(hashes)));
+    expect(run.status, run.stderr).to.equal(0);
+    // Nothing created, deployed, updated or granted at project level. What still runs: the
+    // read-only checks, and the calls that are no-ops when in place (enabling enabled APIs,
+    // service identities, the resource-level grants, the Firestore rules release).
+    const noOps =
+      /^(gcloud beta services identity create|gcloud (pubsub topics|pubsub subscriptions|iam service-accounts) add-iam-policy-binding|gcloud functions add-invoker-policy-binding process|firebase deploy --only=firestore) /;
+    const changes = callLines(run).filter(
+      (line) => /\b(create|deploy|update|add-iam-policy-binding)\b/.test(line) && !noOps.test(line),
+    );
+    expect(changes).to.deep.equal([]);
+    expect(count(run, /^gcloud functions add-invoker-policy-binding ingest /)).to.equal(0);
+    expect(run.stdout).to.match(/ingest is unchanged since its last deploy/);
+    expect(run.stdout).to.match(/process is unchanged since its last deploy/);
+  });
+
+  it("org policy refuses allUsers: falls back to turning off the invoker IAM check, and says so", function () {
+    const refusal = gcloudError(
+      "functions.add-invoker-policy-binding",
+      "FAILED_PRECONDITION",
+      "One or more users named in the policy do not belong to a permitted customer, perhaps due to an organization policy.",
+    );
+    const run = remember(
+      first.deploy([
+        row("^gcloud functions add-invoker-policy-binding ingest ", refusal),
+        ...freshProject(),
+      ]),
+    );
+    expect(run.status, run.stderr).to.equal(0);
+    const grant = position(run, /^gcloud functions add-invoker-policy-binding ingest /);
+    expect(run.calls[grant + 1]?.line).to.equal(
+      `gcloud run services update ingest --region=us-central1 --project=${PROJECT} --no-invoker-iam-check --quiet`,
+    );
+    expect(count(run, /add-invoker-policy-binding ingest /), "not retried").to.equal(1);
+    expect(run.stderr).to.match(
+      /organization policy \(domain restricted sharing\) refuses allUsers/,
+    );
+    expect(run.stdout).to.include("ingest is public through: no-invoker-iam-check");
+
+    // The fallback refused as well: stop, and say that ingest is closed.
+    const closed = remember(
+      first.deploy([
+        row("^gcloud functions add-invoker-policy-binding ingest ", refusal),
+        row("^gcloud run services update ingest ", {
+          ...gcloudError(
+            "run.services.update",
+            "FAILED_PRECONDITION",
+            "Constraint constraints/run.managed.requireInvokerIam violated.",
+          ),
+        }),
+        ...freshProject(),
+      ]),
+    );
+    expect(closed.status).to.equal(1);
+    expect(closed.stderr).to.match(/the fallback failed too \(FAILED_PRECONDITION/);
+    expect(closed.stderr).to.include("answers 403 to everyone");
+    expect(
+      callLines(closed).some((line) => line.startsWith("gcloud functions deploy process")),
+    ).to.equal(false);
+  });
+
+  it("label present after a failed step: deploys that function again and opens it", function () {
+    const run = remember(
+      first.deploy([
+        // ingest carries this build's label, but its opening failed last time: closed.
+        row("^gcloud run services get-iam-policy ingest ", {
+          stdout: "roles/run.invoker\tserviceAccount:someone@x\n",
+        }),
+        row("^gcloud run services describe ingest ", { stdout: "\n" }),
+        // and the dead letters are still kept 7 days, as the previous version of this script set.
+        row("^gcloud pubsub subscriptions describe rdp-ingest-dead-letter-hold ", {
+          stdout: "604800s\n",
+        }),
+        ...deployedProject(hashes),
+      ]),
+    );
+    expect(run.status, run.stderr).to.equal(0);
+    expect(run.stdout).to.match(
+      /ingest carries this build's label, but its last deploy did not complete/,
+    );
+    const redeploy = position(run, /^gcloud functions deploy ingest /);
+    expect(redeploy).to.be.greaterThan(-1);
+    expect(
+      position(run, /^gcloud functions add-invoker-policy-binding ingest .*--member=allUsers/),
+    ).to.be.greaterThan(redeploy);
+    expect(count(run, /^gcloud functions deploy process /), "process is complete").to.equal(0);
+    expect(callLines(run)).to.include(
+      `gcloud pubsub subscriptions update rdp-ingest-dead-letter-hold --message-retention-duration=31d --project=${PROJECT} --quiet`,
+    );
+  });
+
+  it("unchanged trigger: redeploys new code of process without trigger flags; a changed one needs --replace-trigger", function () {
+    const changedCode = { ...hashes, process: "0".repeat(40) };
+    const run = remember(first.deploy(deployedProject(changedCode)));
+    expect(run.status, run.stderr).to.equal(0);
+    const redeploy = find(run, /^gcloud functions deploy process /);
+    expect(redeploy, "process redeployed").to.not.equal(undefined);
+    const triggerFlags = redeploy?.argv.filter((arg) => /^--(trigger-|retry|no-retry)/.test(arg));
+    expect(triggerFlags).to.deep.equal([]);
+    expect(deployFlag(redeploy, "--update-labels")).to.equal(`rdp_deploy_hash=${hashes.process}`);
+    expect(run.stdout).to.include("deploying without trigger flags");
+
+    const otherTopic = [
+      row("^gcloud functions describe process .*value\\(state", {
+        stdout: `ACTIVE\t${hashes.process}\tprojects/${PROJECT}/topics/old-topic\t${SA("rdp-process-trigger")}\tRETRY_POLICY_RETRY\n`,
+      }),
+      ...deployedProject(hashes),
+    ];
+    const refused = remember(first.deploy(otherTopic));
+    expect(refused.status).to.equal(3);
+    expect(refused.stderr).to.match(
+      /REFUSED: process's trigger is .*old-topic.*--replace-trigger/s,
+    );
+    expect(count(refused, /^gcloud functions deploy process /)).to.equal(0);
+    const replaced = remember(first.deploy(otherTopic, ["--replace-trigger"]));
+    expect(replaced.status, replaced.stderr).to.equal(0);
+    expect(
+      deployFlag(find(replaced, /^gcloud functions deploy process /), "--trigger-topic"),
+    ).to.equal("rdp-ingest");
+  });
+
+  it("disabled API right after enabling, fresh accounts, late service-agent roles: waits and goes on", function () {
+    const disabled = gcloudError(
+      "firestore.databases.describe",
+      "PERMISSION_DENIED",
+      `Cloud Firestore API has not been used in project ${PROJECT_NUMBER} before or it is disabled. Enable it by visiting the console then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry.`,
+    );
+    const notYet = gcloudError(
+      "projects.add-iam-policy-binding",
+      "INVALID_ARGUMENT",
+      `Service account ${SA("rdp-ingest")} does not exist.`,
+    );
+    const run = remember(
+      first.deploy([
+        row("^gcloud firestore databases describe ", { ...disabled, times: 2 }),
+        row("^gcloud projects add-iam-policy-binding .*rdp-ingest@", { ...notYet, times: 1 }),
+        // Eventarc's agent has no role yet on the first two looks.
+        row("^gcloud projects get-iam-policy ", {
+          times: 2,
+          stdout: AGENT_ROLES.filter((line) => !line.includes("eventarc")).join(""),
+        }),
+        ...freshProject(),
+      ]),
+    );
+    expect(run.status, run.stderr).to.equal(0);
+    expect(count(run, /^gcloud firestore databases describe /)).to.equal(3);
+    expect(count(run, /^gcloud firestore databases create /)).to.equal(1);
+    expect(count(run, /^gcloud projects add-iam-policy-binding .*rdp-ingest@/)).to.equal(2);
+    // 2 looks without the role, 1 with it, then step_iam's own look.
+    expect(count(run, /^gcloud projects get-iam-policy /)).to.equal(4);
+    expect(run.stderr).to.match(/service agent role\(s\) not granted yet; retrying in 0s/);
+
+    // Roles that never come: stop before any deploy, saying which grant is missing.
+    const never = remember(
+      first.deploy(
+        [
+          row("^gcloud projects get-iam-policy ", { stdout: AGENT_ROLES.slice(1).join("") }),
+          ...freshProject(),
+        ],
+        [],
+        { RDP_RETRY_ATTEMPTS: "3" },
+      ),
+    );
+    expect(never.status).to.equal(1);
+    expect(never.stderr).to.include(
+      `--member=serviceAccount:service-${PROJECT_NUMBER}@gcf-admin-robot.iam.gserviceaccount.com --role=roles/cloudfunctions.serviceAgent`,
+    );
+    expect(count(never, /^gcloud functions deploy /)).to.equal(0);
+  });
+
+  it("a permission error that mentions 404 is not an absence: stops, creates nothing, retries nothing", function () {
+    const denied = gcloudError(
+      "iam.service-accounts.describe",
+      "PERMISSION_DENIED",
+      `Permission 'iam.serviceAccounts.get' denied on resource (or it may not exist). Caller project: 404040404040.`,
+    );
+    const run = remember(
+      first.deploy([
+        row("^gcloud iam service-accounts describe rdp-ingest@", denied),
+        ...freshProject(),
+      ]),
+    );
+    expect(run.status).to.equal(1);
+    expect(run.stderr).to.match(/the check above failed with PERMISSION_DENIED \(not NOT_FOUND/);
+    expect(count(run, /^gcloud iam service-accounts describe rdp-ingest@/)).to.equal(1);
+    expect(count(run, /^gcloud iam service-accounts create /)).to.equal(0);
+
+    // A permanent error of a step is not retried either.
+    const badDeploy = remember(
+      first.deploy([
+        row("^gcloud functions deploy process ", {
+          exit: 1,
+          stderr:
+            "ERROR: (gcloud.functions.deploy) ResponseError: status=[400], code=[Bad Request], message=[Invalid runtime]\n",
+        }),
+        ...freshProject(),
+      ]),
+    );
+    expect(badDeploy.status).to.equal(1);
+    expect(count(badDeploy, /^gcloud functions deploy process /)).to.equal(1);
+    expect(badDeploy.stderr).to.match(
+      /failed with status=\[400\] .*not one of the transient errors/s,
+    );
+  });
+
+  it("billing off, or no Application Default Credentials: stops before the step that needs them", function () {
+    const run = remember(
+      first.deploy([
+        row("^gcloud billing projects describe ", { stdout: "False\n" }),
+        ...freshProject(),
+      ]),
+    );
+    expect(run.status).to.equal(1);
+    expect(run.stderr).to.include("billing is not enabled on demo-sample-123");
+    expect(count(run, /^gcloud services enable /)).to.equal(0);
+
+    const noAdc = remember(
+      first.deploy([
+        row("^gcloud auth application-default print-access-token", {
+          exit: 1,
+          stderr:
+            "ERROR: (gcloud.auth.application-default.print-access-token) Your default credentials were not found.\n",
+        }),
+        ...freshProject(),
+      ]),
+    );
+    expect(noAdc.status).to.equal(1);
+    expect(noAdc.stderr).to.include("run 'gcloud auth application-default login'");
+    expect(noAdc.calls.filter((call) => call.tool === "firebase")).to.deep.equal([]);
+  });
+
+  it("Firestore location follows the region; a mismatch is refused unless asked for", function () {
+    const europe = runScript(
+      "deploy.sh",
+      ["--project", PROJECT, "--dry-run", "--region", "europe-west1"],
+      cleanEnv(),
+    );
+    expect(europe.status, europe.stderr).to.equal(0);
+    expect(
+      flagValue(
+        findCommand(europe.commands, "gcloud", "firestore", "databases", "create"),
+        "--location",
+      ),
+    ).to.equal("eur3");
+
+    // An existing database in nam5, functions asked for in Europe.
+    const existing = remember(first.deploy(deployedProject(hashes), ["--region", "europe-west1"]));
+    expect(existing.status).to.equal(3);
+    expect(existing.stderr).to.match(
+      /REFUSED: the \(default\) database of demo-sample-123 is nam5, but the functions run in europe-west1/,
+    );
+    expect(count(existing, /^gcloud functions deploy /)).to.equal(0);
+
+    // An explicit location on another continent, refused before anything runs.
+    const config = path.join(scratch, "nam5.env");
+    fs.writeFileSync(
+      config,
+      fs
+        .readFileSync(CONFIG_FILE, "utf8")
+        .replace(/^FIRESTORE_LOCATION=.*$/m, "FIRESTORE_LOCATION=nam5"),
+    );
+    const args = [
+      "--project",
+      PROJECT,
+      "--dry-run",
+      "--region",
+      "europe-west1",
+      "--config",
+      config,
+    ];
+    const refused = runScript("deploy.sh", args, cleanEnv());
+    expect(refused.status).to.equal(3);
+    expect(refused.commands).to.deep.equal([]);
+    const allowed = runScript("deploy.sh", [...args, "--allow-location-mismatch"], cleanEnv());
+    expect(allowed.status, allowed.stderr).to.equal(0);
+    expect(
+      flagValue(
+        findCommand(allowed.commands, "gcloud", "firestore", "databases", "create"),
+        "--location",
+      ),
+    ).to.equal("nam5");
+  });
+
+  it("every gcloud command deploy.sh ran against the fake exists with these flags in --help", async function () {
+    this.timeout(180_000);
+    const gcloud = gcloudHelp;
+    expect(ranAgainstFake.size).to.be.greaterThan(30);
+    const problems: string[] = [];
+    await Promise.all(
+      [...ranAgainstFake].map(async ([line, args]) => {
+        try {
+          const unknown = await gcloud.unknownFlags(args);
+          if (unknown.length > 0) problems.push(`${unknown.join(", ")} unknown in: ${line}`);
+        } catch (error) {
+          problems.push(`${(error as Error).message}: ${line}`);
+        }
+      }),
+    );
+    expect(problems).to.deep.equal([]);
+    // The fallback and the retention update are among them.
+    expect(
+      [...ranAgainstFake.keys()].some((line) => line.includes("--no-invoker-iam-check")),
+    ).to.equal(true);
   });
 });
