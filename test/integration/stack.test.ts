@@ -97,4 +97,26 @@ describe("integration harness", function () {
     await processedDoc(logId);
     expect(await stack.readLog("process")).to.include("[supervisor] instance exited on SIGKILL");
   });
+
+  it("replaces a killed ingest, as Cloud Run replaces a crashed instance", async () => {
+    const killed = stack.ingest.pid;
+    expect(killed).to.be.a("number");
+    process.kill(killed as number, "SIGKILL");
+    await pollUntil(
+      async () =>
+        stack.ingest.restarts === 1 && stack.ingest.pid !== undefined ? true : undefined,
+      { timeoutMs: 10_000, what: "the supervisor to start a new ingest" },
+    );
+    const logId = `harness-${RUN_ID}-3`;
+    const answered = await pollUntil(
+      async () => {
+        const response = await ingest(logId).catch(() => undefined);
+        return response?.status === 202 ? response : undefined;
+      },
+      { timeoutMs: 30_000, what: "the new ingest to accept a record" },
+    );
+    expect(answered.status).to.equal(202);
+    await processedDoc(logId);
+    expect(await stack.readLog("ingest")).to.include("[supervisor] instance exited on SIGKILL");
+  });
 });

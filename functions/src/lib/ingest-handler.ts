@@ -131,14 +131,17 @@ export async function handleIngest(
     };
   } catch (error) {
     const problem = toProblemResponse(error, request.path);
-    const log = problem.status >= 500 ? deps.logger.error : deps.logger.info;
-    log("request rejected", {
-      status: problem.status,
-      ...errorFields(error),
-      ...(error instanceof RecordInDoubtError
-        ? { tenant_id: error.record.tenant_id, log_id: error.record.log_id }
-        : {}),
-    });
+    if (error instanceof RecordInDoubtError) {
+      // Not a rejection: the operator can match this line to the record if it turns up.
+      deps.logger.warn("record not confirmed by Pub/Sub; in doubt", {
+        status: problem.status,
+        tenant_id: error.record.tenant_id,
+        log_id: error.record.log_id,
+      });
+    } else {
+      const log = problem.status >= 500 ? deps.logger.error : deps.logger.info;
+      log("request rejected", { status: problem.status, ...errorFields(error) });
+    }
     return problem;
   }
 }

@@ -316,7 +316,7 @@ function breaks(text: string): { digits: string; at: number[] } {
   return { digits, at };
 }
 
-function countDigits(text: string): number {
+export function countDigits(text: string): number {
   let count = 0;
   for (let index = 0; index < text.length; index += 1) {
     const code = text.charCodeAt(index);

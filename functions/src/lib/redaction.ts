@@ -14,7 +14,7 @@
  * starts. Pure: no I/O, no logging.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { eachMatch, findPhones, forEachInHints, hasContext, type Span } from "./phone";
+import { countDigits, eachMatch, findPhones, forEachInHints, hasContext, type Span } from "./phone";
 import {
   DEFAULT_REDACTION_POLICY,
   type RedactionKind,
@@ -457,13 +457,4 @@ function findIps(text: string, claims: Claims): void {
       }
     });
   }
-}
-
-function countDigits(text: string): number {
-  let count = 0;
-  for (let index = 0; index < text.length; index += 1) {
-    const code = text.charCodeAt(index);
-    if (code >= 48 && code <= 57) count += 1;
-  }
-  return count;
 }

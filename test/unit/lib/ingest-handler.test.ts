@@ -238,6 +238,7 @@ describe("handleIngest", () => {
       request: post("x", "multipart/form-data; boundary=x"),
       status: 415,
       detail: /multipart\/form-data is not accepted/,
+      header: ["Accept-Post", "application/json, text/plain, application/x-ndjson"],
     },
     {
       name: "a non-UTF-8 charset",
