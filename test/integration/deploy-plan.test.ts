@@ -568,7 +568,7 @@ describe("release: deploy and teardown plans, upload set, production install", f
     expect(exempt).to.not.include("api_keys.tenant_id");
   });
 
-  it("gcloud uploads only lib/, package.json and package-lock.json from functions/", function () {
+  it("gcloud uploads only lib/, proto/, package.json and package-lock.json from functions/", function () {
     this.timeout(180_000);
     ensureFunctionsBuilt();
     const listing = spawnSync("gcloud", ["meta", "list-files-for-upload", FUNCTIONS_DIR], {
@@ -581,11 +581,19 @@ describe("release: deploy and teardown plans, upload set, production install", f
       .split("\n")
       .filter(Boolean)
       .map((file) => file.replace(/\\/g, "/"));
-    expect(files).to.include.members(["lib/index.js", "package.json", "package-lock.json"]);
+    expect(files).to.include.members([
+      "lib/index.js",
+      "package.json",
+      "package-lock.json",
+      "proto/opentelemetry/proto/collector/logs/v1/logs_service.proto",
+    ]);
     const unexpected = files.filter(
-      (file) => !["package.json", "package-lock.json"].includes(file) && !file.startsWith("lib/"),
+      (file) =>
+        !["package.json", "package-lock.json"].includes(file) &&
+        !file.startsWith("lib/") &&
+        !file.startsWith("proto/"),
     );
-    expect(unexpected, "files outside lib/ and the manifests").to.deep.equal([]);
+    expect(unexpected, "files outside lib/, proto/ and the manifests").to.deep.equal([]);
     const forbidden = files.filter(
       (file) =>
         /(^|\/)(src|test|tests|load|node_modules|__tests__)\//.test(file) ||
@@ -622,7 +630,10 @@ describe("release: deploy and teardown plans, upload set, production install", f
     for (const file of ["package.json", "package-lock.json"]) {
       fs.copyFileSync(path.join(FUNCTIONS_DIR, file), path.join(app, file));
     }
-    fs.cpSync(path.join(FUNCTIONS_DIR, "lib"), path.join(app, "lib"), { recursive: true });
+    // What the function loads at start-up: the compiled code and the OTLP definitions.
+    for (const folder of ["lib", "proto"]) {
+      fs.cpSync(path.join(FUNCTIONS_DIR, folder), path.join(app, folder), { recursive: true });
+    }
 
     const env = cleanEnv();
     for (const name of ["npm_config_prefix", "npm_config_local_prefix", "npm_config_global"]) {
@@ -852,9 +863,12 @@ class Sandbox {
     ]) {
       fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.root, file));
     }
-    fs.cpSync(path.join(FUNCTIONS_DIR, "lib"), path.join(this.root, "functions", "lib"), {
-      recursive: true,
-    });
+    // The compiled code and the OTLP definitions it loads at start-up.
+    for (const folder of ["lib", "proto"]) {
+      fs.cpSync(path.join(FUNCTIONS_DIR, folder), path.join(this.root, "functions", folder), {
+        recursive: true,
+      });
+    }
     // The exports check loads lib/index.js, which needs the functions' dependencies.
     fs.symlinkSync(
       path.join(FUNCTIONS_DIR, "node_modules"),
