@@ -5,13 +5,13 @@
  * answer says which records were accepted, so every accepted record is known by its ids.
  */
 import { sha256Hex, type ExpectedRecord } from "../load-driver";
-import { BATCH_ENCODINGS, type BatchEncoding } from "./batch-encodings";
+import { BATCH_ENCODINGS, type BatchEncoding, type BatchTenant } from "./batch-encodings";
 import { recordText } from "./payloads";
 
 export interface BatchLoadOptions {
   readonly url: string;
   /** Tenant of each batch in turn, with its API key (null in the open demo mode). */
-  readonly tenants: readonly { readonly tenantId: string; readonly apiKey: string | null }[];
+  readonly tenants: readonly BatchTenant[];
   readonly batchSize: number;
   /** How each batch travels: NDJSON, gzip NDJSON or an OTLP/HTTP protobuf request. */
   readonly encoding?: BatchEncoding;
@@ -98,10 +98,7 @@ async function sendBatch(
   options: BatchLoadOptions,
   index: number,
 ): Promise<{ outcome: BatchOutcome; accepted: ExpectedRecord[]; inDoubt: ExpectedRecord[] }> {
-  const tenant = options.tenants[index % options.tenants.length] as {
-    readonly tenantId: string;
-    readonly apiKey: string | null;
-  };
+  const tenant = options.tenants[index % options.tenants.length] as BatchTenant;
   const records = Array.from({ length: options.batchSize }, (_, line) => {
     const n = index * options.batchSize + line;
     const text = recordText(n, options.seed ?? 7);
