@@ -149,7 +149,7 @@ function onlyOption(value: string | undefined): BenchOptions["only"] {
   if (value === undefined || value === "redaction") return value;
   const names = value.split(",").map((name) => name.trim());
   const unknown = names.filter((name) => !(PRODUCT_PHASES as readonly string[]).includes(name));
-  if (unknown.length > 0 || names.length === 0) {
+  if (unknown.length > 0) {
     throw new Error(
       `--only takes "redaction" or a comma-separated list of ${PRODUCT_PHASES.join(", ")}; ` +
         `got "${value}"`,
