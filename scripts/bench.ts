@@ -2,13 +2,14 @@
  * `npm run bench`: the machine's ceilings and the product's throughput, measured in one run on
  * the same emulators, so every product figure can be read against what this machine can do
  * at that moment. Prints a table and writes `docs/bench/<timestamp>.json` and a self-contained
- * chart `docs/bench/<timestamp>.html`. About 4 to 5 minutes with the defaults.
+ * chart `docs/bench/<timestamp>.html`. About 5 to 8 minutes with the defaults.
  *
  *   npm run bench -- [--single-seconds 60] [--single-rate auto|N] [--brief-seconds 30]
  *                    [--batch-seconds 20] [--batch-rate 6000] [--batch-size 500]
  *                    [--ceiling-seconds 5] [--no-ceilings] [--label text] [--out docs/bench]
  *                    [--coalesce-ms N] [--firestore-heap 3g]
- *                    [--only redaction] [--baseline path/to/redaction.ts] [--redaction-rounds 7]
+ *                    [--only redaction|<phase>,<phase>,...] [--baseline path/to/redaction.ts]
+ *                    [--redaction-rounds 7]
  *
  * First, without any emulator, the redaction speed: MB/s of log text through redact() on one
  * core, line by line, with an optional baseline implementation timed beside it (rounds
@@ -21,8 +22,12 @@
  * ceilings (Pub/Sub publish, push to a no-op function, push to a bare server, Firestore single
  * and batched writes), the brief's 1,000 requests a minute, the single-record target rate
  * (min(833/s, 0.6 x the push ceiling measured just before), unless --single-rate is given),
- * and the NDJSON batch path. Each product phase waits for the backlog to drain (bounded) and
- * reconciles every 202 against Firestore.
+ * and the batch path three ways at the same offered load (--batch-*): NDJSON, the same NDJSON
+ * gzip-compressed, and OTLP/HTTP protobuf (`/v1/logs`, bodies from the OpenTelemetry JS
+ * serializer). Each product phase waits for the backlog to drain (bounded) and reconciles every
+ * accepted record against Firestore. `--only batch,batch-otlp` runs just those phases (after
+ * the warm-up, and the ceilings unless --no-ceilings), the batch ones in the order listed; the
+ * names are in PRODUCT_PHASES.
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -37,6 +42,7 @@ import {
   measurePushCeiling,
   type CeilingResult,
 } from "./lib/bench/ceilings";
+import type { BatchEncoding } from "./lib/bench/batch-encodings";
 import { StoredCounter } from "./lib/bench/log-counter";
 import { runPhase, type PhaseResult, type PhaseSpec, type RequestPoint } from "./lib/bench/product";
 import { ProcSampler, childWithArgument, jvmOfGroup } from "./lib/bench/procstat";
@@ -59,6 +65,14 @@ const PROJECT = "demo-rdp-bench";
 /** The issue's single-record target: 50,000 records a minute. */
 const SINGLE_TARGET_PER_SECOND = 50_000 / 60;
 const BRIEF_PER_SECOND = 1_000 / 60;
+/** The product phases in the order they run; the batch ones differ only in the body. */
+const PRODUCT_PHASES = ["brief", "single", "batch", "batch-gzip", "batch-otlp"] as const;
+type ProductPhase = (typeof PRODUCT_PHASES)[number];
+const BATCH_PHASES: readonly { name: ProductPhase; encoding: BatchEncoding }[] = [
+  { name: "batch", encoding: "ndjson" },
+  { name: "batch-gzip", encoding: "ndjson+gzip" },
+  { name: "batch-otlp", encoding: "otlp-protobuf" },
+];
 
 interface BenchOptions {
   readonly singleSeconds: number;
@@ -73,7 +87,8 @@ interface BenchOptions {
   readonly outDir: string;
   readonly coalesceMs: number | undefined;
   readonly firestoreHeap: string;
-  readonly only: "redaction" | undefined;
+  /** Redaction speed alone, or the product phases to run; undefined runs everything. */
+  readonly only: "redaction" | readonly ProductPhase[] | undefined;
   readonly baseline: string | undefined;
   readonly redactionRounds: number;
 }
@@ -130,11 +145,17 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   };
 }
 
-function onlyOption(value: string | undefined): "redaction" | undefined {
-  if (value !== undefined && value !== "redaction") {
-    throw new Error(`--only takes "redaction", got "${value}"`);
+function onlyOption(value: string | undefined): BenchOptions["only"] {
+  if (value === undefined || value === "redaction") return value;
+  const names = value.split(",").map((name) => name.trim());
+  const unknown = names.filter((name) => !(PRODUCT_PHASES as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `--only takes "redaction" or a comma-separated list of ${PRODUCT_PHASES.join(", ")}; ` +
+        `got "${value}"`,
+    );
   }
-  return value;
+  return names as ProductPhase[];
 }
 
 function machineInfo(): MachineInfo {
@@ -167,12 +188,21 @@ async function main(): Promise<void> {
       `load average ${machine.loadAverageAtStart.join(" ")}`,
   );
 
-  const redaction: RedactionSpeedResult[] = await measureRedactionSpeed({
-    baselinePath: options.baseline,
-    rounds: options.redactionRounds,
-    lines: 20_000,
-  });
-  log(renderRedactionSpeed(redaction));
+  const selected = (name: ProductPhase) =>
+    options.only === undefined || (options.only !== "redaction" && options.only.includes(name));
+  // In the order --only lists them, so a second run can swap the order the phases meet.
+  const batchPhases = (Array.isArray(options.only) ? options.only : PRODUCT_PHASES).flatMap(
+    (name) => BATCH_PHASES.filter((batch) => batch.name === name),
+  );
+  // A run of chosen product phases skips the redaction speed, which needs no stack.
+  const redaction: RedactionSpeedResult[] = Array.isArray(options.only)
+    ? []
+    : await measureRedactionSpeed({
+        baselinePath: options.baseline,
+        rounds: options.redactionRounds,
+        lines: 20_000,
+      });
+  if (redaction.length > 0) log(renderRedactionSpeed(redaction));
   if (options.only === "redaction") {
     const stamp = machine.date.replace(/:/g, "-").replace(/\..*/, "Z");
     const file = path.join(
@@ -274,15 +304,18 @@ async function main(): Promise<void> {
       concurrency: 64,
       reconcile: false,
     });
-    await phase({
-      name: "warmup-batch",
-      kind: "batch",
-      recordsPerSecond: 2_000,
-      seconds: 4,
-      batchSize: options.batchSize,
-      concurrency: 8,
-      reconcile: false,
-    });
+    for (const { name, encoding } of batchPhases) {
+      await phase({
+        name: `warmup-${name}`,
+        kind: "batch",
+        encoding,
+        recordsPerSecond: 2_000,
+        seconds: 4,
+        batchSize: options.batchSize,
+        concurrency: 8,
+        reconcile: false,
+      });
+    }
 
     const ceilings: CeilingResult[] = [];
     if (options.ceilings) {
@@ -331,34 +364,41 @@ async function main(): Promise<void> {
             : ""),
       );
     };
-    report(
-      await phase({
-        name: "brief",
-        kind: "single",
-        recordsPerSecond: Math.round(BRIEF_PER_SECOND * 100) / 100,
-        seconds: options.briefSeconds,
-        concurrency: 32,
-      }),
-    );
-    report(
-      await phase({
-        name: "single",
-        kind: "single",
-        recordsPerSecond: singleRate,
-        seconds: options.singleSeconds,
-        concurrency: 128,
-      }),
-    );
-    report(
-      await phase({
-        name: "batch",
-        kind: "batch",
-        recordsPerSecond: options.batchRate,
-        seconds: options.batchSeconds,
-        batchSize: options.batchSize,
-        concurrency: 16,
-      }),
-    );
+    if (selected("brief")) {
+      report(
+        await phase({
+          name: "brief",
+          kind: "single",
+          recordsPerSecond: Math.round(BRIEF_PER_SECOND * 100) / 100,
+          seconds: options.briefSeconds,
+          concurrency: 32,
+        }),
+      );
+    }
+    if (selected("single")) {
+      report(
+        await phase({
+          name: "single",
+          kind: "single",
+          recordsPerSecond: singleRate,
+          seconds: options.singleSeconds,
+          concurrency: 128,
+        }),
+      );
+    }
+    for (const { name, encoding } of batchPhases) {
+      report(
+        await phase({
+          name,
+          kind: "batch",
+          encoding,
+          recordsPerSecond: options.batchRate,
+          seconds: options.batchSeconds,
+          batchSize: options.batchSize,
+          concurrency: 16,
+        }),
+      );
+    }
 
     counter.stop();
     sampler.stop();

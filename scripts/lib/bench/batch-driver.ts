@@ -1,16 +1,20 @@
 /**
- * Load on the NDJSON batch path: `batchSize` records a request, requests started on a fixed
- * schedule (open loop) with at most `concurrency` in flight, bounded in count and time. The
- * answer of a batch lists each line's fate, so every accepted record is known by its ids.
+ * Load on the batch paths: `batchSize` records a request, requests started on a fixed schedule
+ * (open loop) with at most `concurrency` in flight, bounded in count and time. One driver for
+ * every body encoding (batch-encodings.ts), so the paths are measured the same way; each
+ * answer says which records were accepted, so every accepted record is known by its ids.
  */
 import { sha256Hex, type ExpectedRecord } from "../load-driver";
+import { BATCH_ENCODINGS, type BatchEncoding, type BatchTenant } from "./batch-encodings";
 import { recordText } from "./payloads";
 
 export interface BatchLoadOptions {
   readonly url: string;
   /** Tenant of each batch in turn, with its API key (null in the open demo mode). */
-  readonly tenants: readonly { readonly tenantId: string; readonly apiKey: string | null }[];
+  readonly tenants: readonly BatchTenant[];
   readonly batchSize: number;
+  /** How each batch travels: NDJSON, gzip NDJSON or an OTLP/HTTP protobuf request. */
+  readonly encoding?: BatchEncoding;
   /** Batches started per second. */
   readonly batchesPerSecond: number;
   /** How long batches are started; the run ends once the last answer is in. */
@@ -28,6 +32,8 @@ export interface BatchOutcome {
   readonly error: string | null;
   readonly records: number;
   readonly accepted: number;
+  /** Request body bytes on the wire (after compression). */
+  readonly bodyBytes: number;
 }
 
 export interface BatchLoadReport {
@@ -41,13 +47,6 @@ export interface BatchLoadReport {
   readonly inDoubt: ExpectedRecord[];
   readonly statuses: Record<string, number>;
   readonly outcomes: BatchOutcome[];
-}
-
-interface LineResult {
-  readonly line: number;
-  readonly status: "accepted" | "rejected";
-  readonly tenant_id?: string;
-  readonly log_id?: string;
 }
 
 export async function runBatchLoad(options: BatchLoadOptions): Promise<BatchLoadReport> {
@@ -99,25 +98,14 @@ async function sendBatch(
   options: BatchLoadOptions,
   index: number,
 ): Promise<{ outcome: BatchOutcome; accepted: ExpectedRecord[]; inDoubt: ExpectedRecord[] }> {
-  const tenant = options.tenants[index % options.tenants.length] as {
-    readonly tenantId: string;
-    readonly apiKey: string | null;
-  };
+  const tenant = options.tenants[index % options.tenants.length] as BatchTenant;
   const records = Array.from({ length: options.batchSize }, (_, line) => {
     const n = index * options.batchSize + line;
     const text = recordText(n, options.seed ?? 7);
     return { log_id: `${options.logIdPrefix}-${n}`, text };
   });
-  const body =
-    records
-      .map(({ log_id, text }) =>
-        JSON.stringify(
-          tenant.apiKey === null ? { tenant_id: tenant.tenantId, log_id, text } : { log_id, text },
-        ),
-      )
-      .join("\n") + "\n";
-  const headers: Record<string, string> = { "content-type": "application/x-ndjson" };
-  if (tenant.apiKey !== null) headers.authorization = `Bearer ${tenant.apiKey}`;
+  const encoding = BATCH_ENCODINGS[options.encoding ?? "ndjson"];
+  const request = await encoding.encode(records, tenant);
   const expected = (record: { log_id: string; text: string }): ExpectedRecord => ({
     tenant_id: tenant.tenantId,
     log_id: record.log_id,
@@ -126,30 +114,19 @@ async function sendBatch(
 
   const startedAt = Date.now();
   try {
-    const response = await fetch(options.url, {
+    const response = await fetch(new URL(request.path, options.url), {
       method: "POST",
-      headers,
-      body,
+      headers: request.headers,
+      body: request.body,
       signal: AbortSignal.timeout(options.requestTimeoutMs ?? 30_000),
     });
-    const text = await response.text();
+    const answer = new Uint8Array(await response.arrayBuffer());
     const latencyMs = Date.now() - startedAt;
-    let results: readonly LineResult[] = [];
-    try {
-      results = (JSON.parse(text) as { results?: LineResult[] }).results ?? [];
-    } catch {
-      results = [];
-    }
-    const acceptedLines = new Set(
-      results.filter((result) => result.status === "accepted").map((result) => result.line),
-    );
-    const answered = results.length === records.length;
-    const ok = records.filter((_, line) => acceptedLines.has(line + 1)).map(expected);
-    // A 5xx without per-line results: the batch may have been published in part.
-    const doubt =
-      !answered && response.status >= 500
-        ? records.filter((_, line) => !acceptedLines.has(line + 1)).map(expected)
-        : [];
+    const verdict = encoding.verdict(response.status, answer, records.length);
+    const ok = records.filter((_, i) => verdict.accepted.has(i)).map(expected);
+    const doubt = verdict.othersInDoubt
+      ? records.filter((_, i) => !verdict.accepted.has(i)).map(expected)
+      : [];
     return {
       outcome: {
         startedAt,
@@ -158,6 +135,7 @@ async function sendBatch(
         error: null,
         records: records.length,
         accepted: ok.length,
+        bodyBytes: request.body.byteLength,
       },
       accepted: ok,
       inDoubt: doubt,
@@ -174,6 +152,7 @@ async function sendBatch(
         error: code,
         records: records.length,
         accepted: 0,
+        bodyBytes: request.body.byteLength,
       },
       accepted: [],
       inDoubt: code === "ECONNREFUSED" ? [] : records.map(expected),

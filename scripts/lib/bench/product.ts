@@ -7,6 +7,7 @@
  */
 import type { ExpectedRecord } from "../load-driver";
 import { runBatchLoad } from "./batch-driver";
+import type { BatchEncoding } from "./batch-encodings";
 import { runSingleLoad } from "./single-driver";
 import type { StoredCounter } from "./log-counter";
 import { recordText } from "./payloads";
@@ -39,6 +40,8 @@ export interface RequestPoint {
   /** Records the request carried and how many were accepted. */
   readonly records: number;
   readonly accepted: number;
+  /** Request body bytes on the wire (batch phases). */
+  readonly bodyBytes?: number;
 }
 
 export interface PhaseSpec {
@@ -49,6 +52,8 @@ export interface PhaseSpec {
   readonly seconds: number;
   /** Records per request on the batch path. */
   readonly batchSize?: number;
+  /** The batch path's body: NDJSON (the default), gzip NDJSON or OTLP protobuf. */
+  readonly encoding?: BatchEncoding;
   readonly concurrency: number;
   readonly tenants: number;
   readonly drainTimeoutMs: number;
@@ -59,8 +64,12 @@ export interface PhaseSpec {
 export interface PhaseResult {
   readonly name: string;
   readonly kind: "single" | "batch";
+  /** Body of the batch path's requests; undefined for the single-record path. */
+  readonly encoding?: BatchEncoding;
   readonly offeredRecordsPerSecond: number;
   readonly batchSize: number;
+  /** Mean request body on the wire (after compression), bytes; undefined when not measured. */
+  readonly meanRequestBytes?: number;
   /** Wall time of the load (sending until the last answer). */
   readonly loadSeconds: number;
   readonly requests: number;
@@ -99,7 +108,9 @@ export async function runPhase(context: ProductContext, spec: PhaseSpec): Promis
   const from = clock();
   log(
     `  ${spec.name}: ${spec.recordsPerSecond} records/s for ${spec.seconds} s` +
-      (spec.kind === "batch" ? ` in batches of ${spec.batchSize ?? 0}` : "") +
+      (spec.kind === "batch"
+        ? ` in batches of ${spec.batchSize ?? 0} (${spec.encoding ?? "ndjson"})`
+        : "") +
       ` over ${spec.tenants} tenants`,
   );
 
@@ -129,12 +140,18 @@ export async function runPhase(context: ProductContext, spec: PhaseSpec): Promis
   // offered duration, or a phase seems to accept more than it was offered.
   const loadMs = Math.max(loadEnd - from, spec.seconds * 1000);
   const answered = load.points.filter((point) => point.status !== null);
-  const okRequests = load.points.filter((point) => point.status === 202).length;
+  // NDJSON answers 202; OTLP/HTTP answers 200 (with partial_success where it refused records).
+  const okRequests = load.points.filter(
+    (point) => point.status === 202 || point.status === 200,
+  ).length;
+  const bodyBytes = load.points.flatMap((point) => point.bodyBytes ?? []);
   const result: PhaseResult = {
     name: spec.name,
     kind: spec.kind,
+    encoding: spec.kind === "batch" ? (spec.encoding ?? "ndjson") : undefined,
     offeredRecordsPerSecond: spec.recordsPerSecond,
     batchSize: spec.batchSize ?? 1,
+    meanRequestBytes: summarize(bodyBytes)?.mean,
     loadSeconds,
     requests: load.points.length,
     sentRequestsPerSecond: ratePerSecond(load.points.length, loadMs),
@@ -208,6 +225,7 @@ async function batchLoad(
     url: context.ingestUrl,
     tenants: keys.map((key) => ({ tenantId: key.tenantId, apiKey: key.apiKey })),
     batchSize,
+    encoding: spec.encoding,
     batchesPerSecond: spec.recordsPerSecond / batchSize,
     seconds: spec.seconds,
     concurrency: spec.concurrency,
@@ -227,6 +245,7 @@ async function batchLoad(
       status: outcome.status,
       records: outcome.records,
       accepted: outcome.accepted,
+      bodyBytes: outcome.bodyBytes,
     })),
   };
 }
