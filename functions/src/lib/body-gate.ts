@@ -129,8 +129,14 @@ function refuse(
   req.resume();
 }
 
+/** The path, as express reads it; a request target no URL parser accepts keeps its raw form. */
 function pathOf(req: IncomingMessage): string {
-  return new URL(req.url ?? "/", "http://gate").pathname;
+  const target = req.url ?? "/";
+  try {
+    return new URL(target, "http://gate").pathname;
+  } catch {
+    return target.split("?", 1)[0] ?? target;
+  }
 }
 
 interface ByteBudget {
@@ -165,7 +171,6 @@ function readBounded(
       settled = true;
       chunks.length = 0;
       release();
-      req.unpipe();
       inflater?.destroy();
       reject(error);
     };

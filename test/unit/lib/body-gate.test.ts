@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { randomBytes } from "node:crypto";
 import http, { type IncomingMessage, type RequestListener } from "node:http";
+import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { gzipSync, deflateSync } from "node:zlib";
@@ -75,6 +76,7 @@ async function gatedServer(options: Partial<BodyGateOptions> = {}) {
     });
 
   return {
+    port,
     send,
     seen,
     refused,
@@ -202,6 +204,20 @@ describe("body gate", () => {
     expect((await Promise.all(held)).map((answer) => answer.status)).to.deep.equal([202, 202]);
     // Answered bodies give their bytes back.
     expect((await server.send(Buffer.alloc(LIMIT, 4))).status).to.equal(202);
+  });
+
+  it("answers a request target no URL parser accepts instead of throwing", async () => {
+    server = await gatedServer();
+    const reply = await new Promise<string>((resolve) => {
+      const socket = net.connect(server.port, "127.0.0.1", () => {
+        socket.end("POST http://[ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+      });
+      let text = "";
+      socket.on("data", (chunk) => (text += chunk.toString()));
+      socket.on("close", () => resolve(text));
+    });
+    expect(reply).to.match(/^HTTP\/1\.1 401 /);
+    expect((await server.send(Buffer.from("still here"))).status).to.equal(202);
   });
 
   it("keeps serving after every kind of refusal", async () => {
