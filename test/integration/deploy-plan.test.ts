@@ -563,6 +563,7 @@ describe("release: deploy and teardown plans, upload set, production install", f
       "processed_logs.processed_at",
       "failed_logs.failed_at",
       "api_keys.created_at",
+      "processed_logs.otlp",
     ]);
     // api_keys are looked up by tenant_id: that field must stay indexed.
     expect(exempt).to.not.include("api_keys.tenant_id");
