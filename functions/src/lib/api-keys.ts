@@ -12,6 +12,7 @@ import { withDeadline } from "./deadline";
 import { ServiceUnavailableError, UnauthorizedError } from "./errors";
 import { headerValue, type IncomingHeaders } from "./http";
 import { isTenantId } from "./ids";
+import { createPromiseCache } from "./promise-cache";
 
 export const API_KEY_PREFIX = "rdpk_";
 export const API_KEYS = "api_keys";
@@ -53,28 +54,19 @@ export function createApiKeyAuthenticator(
   lookup: ApiKeyLookup,
   options: ApiKeyAuthenticatorOptions,
 ): Authenticator {
-  const now = options.now ?? Date.now;
-  // A cached promise also collapses concurrent first lookups of one key into one read.
-  const cache = new Map<string, { expiresAt: number; tenant: Promise<string | null> }>();
-
-  const resolveTenant = (sha256: string): Promise<string | null> => {
-    const cached = cache.get(sha256);
-    if (cached && cached.expiresAt > now()) return cached.tenant;
-    const tenant = lookup(sha256).then((record) =>
-      record && record.revoked_at === null && isTenantId(record.tenant_id)
-        ? record.tenant_id
-        : null,
+  const cache = createPromiseCache<string | null>({
+    ttlMs: options.cacheSeconds * 1000,
+    maxEntries: MAX_CACHED_KEYS,
+    now: options.now,
+  });
+  const resolveTenant = (sha256: string): Promise<string | null> =>
+    cache.get(sha256, () =>
+      lookup(sha256).then((record) =>
+        record && record.revoked_at === null && isTenantId(record.tenant_id)
+          ? record.tenant_id
+          : null,
+      ),
     );
-    cache.delete(sha256);
-    cache.set(sha256, { expiresAt: now() + options.cacheSeconds * 1000, tenant });
-    if (cache.size > MAX_CACHED_KEYS) cache.delete(cache.keys().next().value as string);
-    // A failed read must not be remembered: the next request asks again. Only this
-    // entry is dropped, never a newer one that replaced it meanwhile.
-    tenant.catch(() => {
-      if (cache.get(sha256)?.tenant === tenant) cache.delete(sha256);
-    });
-    return tenant;
-  };
 
   const checkedKey = (headers: IncomingHeaders): string => {
     const key = presentedKey(headers);
@@ -100,7 +92,7 @@ export function createApiKeyAuthenticator(
         tenantId = await withDeadline(pending, options.lookupTimeoutMs, () => {
           // A hung read is forgotten, so the next request for this key asks afresh instead
           // of waiting on it too.
-          if (cache.get(sha256)?.tenant === pending) cache.delete(sha256);
+          cache.forget(sha256, pending);
           return new Error("key lookup timed out");
         });
       } catch {

@@ -9,6 +9,7 @@
 import type { Firestore } from "@google-cloud/firestore";
 import { withDeadline } from "./deadline";
 import { tenantSettingsPath } from "./paths";
+import { createPromiseCache } from "./promise-cache";
 import {
   STRICTEST_REDACTION_POLICY,
   policyFromStored,
@@ -41,26 +42,16 @@ export function createCachedRedactionPolicies(
   read: StoredPolicyRead,
   options: PolicyCacheOptions,
 ): RedactionPolicies {
-  const now = options.now ?? Date.now;
-  // A cached promise also collapses concurrent first reads of one tenant into one read.
-  const cache = new Map<string, { expiresAt: number; policy: Promise<RedactionPolicy> }>();
-
+  const cache = createPromiseCache<RedactionPolicy>({
+    ttlMs: options.ttlSeconds * 1000,
+    maxEntries: options.maxEntries,
+    now: options.now,
+  });
   return {
-    policyFor(tenantId: string): Promise<RedactionPolicy> {
-      const cached = cache.get(tenantId);
-      if (cached && cached.expiresAt > now()) return cached.policy;
-      const policy = read(tenantId).then((stored) => toPolicy(tenantId, stored, options));
-      // Re-inserting moves the tenant to the end, so the first key is the least recently read.
-      cache.delete(tenantId);
-      cache.set(tenantId, { expiresAt: now() + options.ttlSeconds * 1000, policy });
-      if (cache.size > options.maxEntries) cache.delete(cache.keys().next().value as string);
-      // A failed read is not remembered: the redelivery reads again. Only this entry is
-      // dropped, never a newer one that replaced it meanwhile.
-      policy.catch(() => {
-        if (cache.get(tenantId)?.policy === policy) cache.delete(tenantId);
-      });
-      return policy;
-    },
+    policyFor: (tenantId) =>
+      cache.get(tenantId, () =>
+        read(tenantId).then((stored) => toPolicy(tenantId, stored, options)),
+      ),
   };
 }
 
