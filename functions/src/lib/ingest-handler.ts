@@ -69,7 +69,15 @@ export function preflight(
   request: PreflightRequest,
   deps: Pick<IngestDeps, "authenticator" | "config">,
 ): void {
-  if (request.path === OTLP_LOGS_PATH) return otlpPreflight(request, deps);
+  if (request.path === OTLP_LOGS_PATH) otlpPreflight(request, deps);
+  else checkRecordsRequest(request, deps);
+}
+
+/** The preflight of the records routes; the media type it accepted. */
+function checkRecordsRequest(
+  request: PreflightRequest,
+  deps: Pick<IngestDeps, "authenticator" | "config">,
+): string {
   if (!INGEST_PATHS.has(request.path)) {
     throw new NotFoundError(`Nothing is served at ${request.path}; POST records to / or /ingest`);
   }
@@ -77,6 +85,7 @@ export function preflight(
   deps.authenticator.checkPresented(request.headers);
   const mediaType = readMediaType(request.headers);
   checkEncodingAndLength(request.headers, bodyLimit(mediaType, deps.config));
+  return mediaType;
 }
 
 /** Largest body of this request (an unknown type is refused by preflight). */
@@ -97,9 +106,8 @@ export async function handleIngest(
   // OTLP/HTTP answers in its own encoding (google.rpc.Status), so it handles its own errors.
   if (request.path === OTLP_LOGS_PATH) return handleOtlpLogs(request, deps);
   try {
-    preflight(request, deps);
+    const mediaType = checkRecordsRequest(request, deps);
     const caller = await deps.authenticator.authenticate(request.headers);
-    const mediaType = readMediaType(request.headers);
     const idempotencyKey = readIdempotencyKey(request.headers);
     const body = readBodyText(request.rawBody, bodyLimit(mediaType, deps.config));
     if (NDJSON_TYPES.has(mediaType)) {
