@@ -16,10 +16,8 @@
  *   retries, and every 202 stored.
  */
 import { expect } from "chai";
-import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { promisify } from "node:util";
 import { Firestore, type QueryDocumentSnapshot } from "@google-cloud/firestore";
 import type { Emulator } from "../../scripts/lib/emulators";
 import {
@@ -41,8 +39,8 @@ import {
   waitForDrain,
 } from "../../scripts/lib/reconcile";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { REPO_ROOT } from "../../scripts/lib/emulators";
 import { RUN_LOG_DIR } from "./support/hooks";
+import { reconcileCli } from "./support/reconcile-cli";
 import {
   RUN_ID,
   TEST_PROJECT,
@@ -62,25 +60,6 @@ const CHAOS_COMMAND =
   "test/integration/chaos.test.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `npm run reconcile` on a run's list of records, as an operator would run it. */
-async function runReconcileCli(stack: TestStack, listFile: string): Promise<{ stdout: string }> {
-  return promisify(execFile)(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      path.join(REPO_ROOT, "scripts", "reconcile.ts"),
-      "--accepted",
-      listFile,
-      "--project",
-      stack.project,
-      "--firestore-host",
-      stack.firestoreHost,
-    ],
-    { cwd: REPO_ROOT, timeout: 120_000 },
-  );
-}
 
 interface ScenarioFigures {
   readonly scenario: string;
@@ -765,7 +744,11 @@ describe("chaos: every accepted record is stored exactly once", function () {
     // The reconcile CLI reads the run's list and counts the in-doubt records apart: exit 0.
     const listFile = path.join(stack.logs.dir, "all-records.jsonl");
     writeReconcileJsonl(listFile, { accepted, inDoubt });
-    const { stdout } = await runReconcileCli(stack, listFile);
+    const { code, stdout } = await reconcileCli(
+      ["--accepted", listFile, "--project", stack.project, "--firestore-host", stack.firestoreHost],
+      120_000,
+    );
+    expect(code, stdout).to.equal(0);
     expect(stdout).to.match(/in doubt\s+\d+/);
     expect(stdout).to.include("RESULT: OK");
   });

@@ -3,13 +3,11 @@
  * Firestore emulator, then against a store that lost a record.
  */
 import { expect } from "chai";
-import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { promisify } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
-import { REPO_ROOT } from "../../scripts/lib/emulators";
 import { runLoad, toReconcileJsonl } from "../../scripts/lib/load-driver";
+import { reconcileCli } from "./support/reconcile-cli";
 import {
   RUN_ID,
   TEST_PROJECT,
@@ -17,30 +15,6 @@ import {
   sharedEmulators,
   startTestStack,
 } from "./support/stack";
-
-const run = promisify(execFile);
-
-interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-}
-
-async function reconcileCli(args: readonly string[]): Promise<CliResult> {
-  try {
-    const { stdout } = await run(
-      process.execPath,
-      ["--import", "tsx", path.join(REPO_ROOT, "scripts", "reconcile.ts"), ...args],
-      { cwd: REPO_ROOT, timeout: 60_000 },
-    );
-    return { code: 0, stdout };
-  } catch (error) {
-    const failed = error as { code?: unknown; stdout?: string };
-    return {
-      code: typeof failed.code === "number" ? failed.code : -1,
-      stdout: failed.stdout ?? "",
-    };
-  }
-}
 
 describe("npm run reconcile", function () {
   this.timeout(120_000);
