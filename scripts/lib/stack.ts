@@ -188,6 +188,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       FIREBASE_CONFIG: JSON.stringify({ projectId: project }),
       METADATA_SERVER_DETECTION: "none",
       RDP_LOCAL_STACK: "true",
+      FIRESTORE_THROTTLING: "false", // the emulator has no ramp-up rule to respect (store.ts)
       ...options.env,
     };
     const functionProcess = (target: FunctionTarget, port: number) =>

@@ -50,8 +50,22 @@ export interface Config {
    * a request that would exceed it is answered 503, so no burst can exhaust the instance.
    */
   readonly maxBufferedBodyBytes: number;
-  /** How long the worker trusts a tenant's redaction policy before reading it again. */
+  /**
+   * How long an instance trusts a tenant's settings (`tenant_settings/{tenant}`: redaction
+   * policy, retention, rate limit) before reading them again.
+   */
   readonly redactionPolicyCacheSeconds: number;
+  /** Days a stored or failed record is kept: its `expire_at`, which a TTL policy acts on. */
+  readonly retentionDays: number;
+  /** Records a second one tenant may send to one ingest instance (0 = no limit). */
+  readonly tenantRateLimitPerSecond: number;
+  /** Seconds of the per-tenant rate a tenant may send at once (the token bucket's depth). */
+  readonly tenantRateLimitBurstSeconds: number;
+  /**
+   * The worker's BulkWriter ramps up from 500 writes/s by 50 % every 5 minutes (Firestore's
+   * 500/50/5 rule); false only in a local stack, whose emulator has no such limit.
+   */
+  readonly firestoreThrottling: boolean;
   /** Fault injection for local reliability runs; all zero in production (enforced below). */
   readonly faults: FaultConfig;
 }
@@ -77,6 +91,12 @@ export const EVENTARC_SAFE_MESSAGE_BYTES = 384 * 1024;
 const EVENTARC_RETRY_WINDOW_SECONDS = 24 * 60 * 60;
 /** Lowest MAX_EVENT_AGE_SECONDS of a local stack (chaos tests); deployed, the lowest is 60. */
 const MIN_LOCAL_EVENT_AGE_SECONDS = 10;
+
+/** Bounds of RETENTION_DAYS and of a tenant's `retention_days` (tenant-settings.ts). */
+export const MIN_RETENTION_DAYS = 1;
+export const MAX_RETENTION_DAYS = 3_650;
+/** Upper bound of TENANT_RATE_LIMIT_PER_SECOND and of a tenant's `rate_limit_per_second`. */
+export const MAX_RATE_LIMIT_PER_SECOND = 1_000_000;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -123,6 +143,15 @@ export function loadConfig(env: Env): Config {
       256 * 1024 * 1024,
     ),
     redactionPolicyCacheSeconds: reader.integer("REDACTION_POLICY_CACHE_SECONDS", 60, 0, 600),
+    retentionDays: reader.integer("RETENTION_DAYS", 30, MIN_RETENTION_DAYS, MAX_RETENTION_DAYS),
+    tenantRateLimitPerSecond: reader.integer(
+      "TENANT_RATE_LIMIT_PER_SECOND",
+      2_000,
+      0,
+      MAX_RATE_LIMIT_PER_SECOND,
+    ),
+    tenantRateLimitBurstSeconds: reader.integer("TENANT_RATE_LIMIT_BURST_SECONDS", 2, 1, 60),
+    firestoreThrottling: reader.oneOf("FIRESTORE_THROTTLING", "true", ["true", "false"]) === "true",
     faults: {
       failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
       failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),
@@ -139,6 +168,13 @@ export function loadConfig(env: Env): Config {
       "FAULT_* fault injection is for local runs only (RDP_LOCAL_STACK=true or the Firebase " +
         "emulator); unset FAULT_FAILURE_RATE, FAULT_FAIL_FIRST_ATTEMPTS, FAULT_CRASH_RATE and " +
         "FAULT_POISON_MARKER",
+    );
+  }
+
+  if (!config.firestoreThrottling && !isLocalStack) {
+    errors.push(
+      "FIRESTORE_THROTTLING=false is for local stacks only: deployed, the worker must ramp up " +
+        "its writes as Firestore asks (500/s, then 50 % more every 5 minutes)",
     );
   }
 

@@ -143,6 +143,29 @@ export class UnsupportedEncodingError extends IngestError {
 }
 
 /**
+ * The tenant sent more records than its rate limit allows (rate-limit.ts): nothing of the
+ * request was accepted; the same request passes after Retry-After.
+ */
+export class RateLimitedError extends IngestError {
+  readonly status = 429;
+  readonly slug = "rate-limited";
+  readonly title = "Too Many Requests";
+  constructor(
+    detail: string,
+    readonly retryAfterSeconds: number,
+    readonly rateLimitHeaders: Readonly<Record<string, string>>,
+  ) {
+    super(detail);
+  }
+  override headers(): Record<string, string> {
+    return { "Retry-After": String(this.retryAfterSeconds), ...this.rateLimitHeaders };
+  }
+  override extensions(): Record<string, unknown> {
+    return { "violated-policies": ["tenant"] };
+  }
+}
+
+/**
  * A dependency (the key store) did not answer in time, or the instance is full: nothing was
  * accepted and the client should retry after the hinted delay.
  */

@@ -34,6 +34,7 @@ import { checkEncodingAndLength } from "./body-gate";
 import { encodeRecord, type EncodedRecord, type RecordQueue } from "./coalescer";
 import { handleOtlpLogs, otlpPreflight } from "./otlp-handler";
 import { OTLP_LOGS_PATH } from "./otlp";
+import { admitRecords, type TenantRateLimiter } from "./rate-limit";
 import { type JsonUpload, type PipelineRecord, type RecordSource, type Validators } from "./schema";
 
 export interface IngestDeps {
@@ -43,6 +44,8 @@ export interface IngestDeps {
   /** Publishes records, packing those that arrive together into one message. */
   readonly queue: RecordQueue;
   readonly logger: Logger;
+  /** Per-tenant rate limit in records; none when absent. */
+  readonly rateLimiter?: TenantRateLimiter;
   readonly now?: () => Date;
 }
 
@@ -113,6 +116,7 @@ export async function handleIngest(
     if (NDJSON_TYPES.has(mediaType)) {
       return await acceptBatch(body, caller, idempotencyKey, deps);
     }
+    const rateLimit = await admitRecords(deps.rateLimiter, caller.tenantId, 1);
     const upload =
       mediaType === JSON_TYPE
         ? { ...validateUpload(parseJson(body), deps), source: "json_upload" as const }
@@ -129,7 +133,7 @@ export async function handleIngest(
     });
     return {
       status: 202,
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...rateLimit },
       body: {
         status: "accepted",
         tenant_id: record.tenant_id,
@@ -368,6 +372,9 @@ async function acceptBatch(
       `The batch has ${nonBlank.length} records; the limit is ${deps.config.maxBatchRecords}`,
     );
   }
+  // Every line counts, valid or not, and the batch is admitted or refused whole: a client
+  // resends a refused batch unchanged, and never has to work out which lines went through.
+  const rateLimit = await admitRecords(deps.rateLimiter, caller.tenantId, nonBlank.length);
 
   const results = new Map<number, LineResult>();
   const encoded: { line: number; record: EncodedRecord }[] = [];
@@ -413,10 +420,18 @@ async function acceptBatch(
     results: ordered,
   };
   if (summary.in_doubt === 0 && summary.rejected === 0) {
-    return { status: 202, headers: { "Content-Type": "application/json" }, body: summary };
+    return {
+      status: 202,
+      headers: { "Content-Type": "application/json", ...rateLimit },
+      body: summary,
+    };
   }
   const problem = toProblemResponse(batchProblem(summary, idempotencyKey, deps));
-  return { ...problem, body: { ...problem.body, ...summary } };
+  return {
+    ...problem,
+    headers: { ...problem.headers, ...rateLimit },
+    body: { ...problem.body, ...summary },
+  };
 }
 
 function batchProblem(

@@ -18,6 +18,7 @@ import {
 } from "./errors";
 import { headerValue, parseMediaType, type IncomingHeaders, type IngestResponse } from "./http";
 import type { IngestDeps, PreflightRequest } from "./ingest-handler";
+import { admitRecords } from "./rate-limit";
 import { errorFields } from "./logger";
 import {
   DEFAULT_OTLP_LIMITS,
@@ -80,6 +81,13 @@ export async function handleOtlpLogs(
       maxRecords: deps.config.maxBatchRecords,
       maxTextChars: deps.config.maxTextChars,
     });
+    // Every LogRecord counts, and the request is admitted or refused whole (429 + Retry-After,
+    // which OTLP exporters honour); a refused request is resent unchanged and stored once.
+    const rateLimit = await admitRecords(
+      deps.rateLimiter,
+      tenantId,
+      decoded.records.length + decoded.rejected.length,
+    );
     const receivedAt = (deps.now?.() ?? new Date()).toISOString();
     const rejected: OtlpRejection[] = [...decoded.rejected];
     const encoded: EncodedRecord[] = [];
@@ -133,7 +141,7 @@ export async function handleOtlpLogs(
     });
     return {
       status: 200,
-      headers: { "Content-Type": mediaType },
+      headers: { "Content-Type": mediaType, ...rateLimit },
       body: encodeExportLogsResponse(
         { rejectedLogRecords: rejected.length, errorMessage: summariseRejections(rejected) },
         mediaType,

@@ -12,6 +12,11 @@ export const DEAD_LETTERS = "dead_letters";
 /** Per-tenant settings (the redaction policy), beside `api_keys`; written only by the CLI. */
 export const TENANT_SETTINGS = "tenant_settings";
 
+/** The field whose time a Firestore TTL policy deletes a document after. */
+export const EXPIRE_AT = "expire_at";
+/** Collection groups whose documents carry `expire_at`; deploy turns on their TTL policies. */
+export const RETAINED_COLLECTION_GROUPS = [PROCESSED_LOGS, FAILED_LOGS, DEAD_LETTERS] as const;
+
 export class UnsafePathError extends Error {
   override readonly name = "UnsafePathError";
 }

@@ -14,9 +14,9 @@ import { isLogId, isTenantId } from "./ids";
 import { errorFields, type Logger } from "./logger";
 import { redactOtlpFields } from "./otlp";
 import { redact } from "./redaction";
-import type { RedactionPolicies } from "./redaction-policies";
 import type { PipelineRecord, RecordSource, Validators } from "./schema";
 import type { CreateResult, FailedLog, FailureReason, ProcessedLog, RecordStore } from "./store";
+import type { TenantSettingsSource } from "./tenant-settings";
 
 /** What the trigger knows about one delivery of a Pub/Sub message. */
 export interface Delivery {
@@ -35,13 +35,26 @@ export interface ProcessDeps {
   readonly logger: Logger;
   readonly attempts: AttemptTracker;
   readonly faults: FaultInjector;
-  readonly redactionPolicies: RedactionPolicies;
+  /** Each tenant's redaction policy and retention (cached tenant settings). */
+  readonly tenantSettings: TenantSettingsSource;
   readonly sleep: (ms: number) => Promise<void>;
   readonly now?: () => Date;
 }
 
 /** gRPC status of a write Firestore refuses however often it is retried. */
 const INVALID_ARGUMENT = 3;
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * When a document written now is deleted by the TTL policy on `expire_at`: after the tenant's
+ * `retention_days`, or RETENTION_DAYS. The worker's clock, as Firestore has no server-side
+ * "now plus": a few seconds of skew do not matter against days.
+ */
+function expireAt(retentionDays: number | undefined, deps: ProcessDeps): Date {
+  const now = (deps.now?.() ?? new Date()).getTime();
+  return new Date(now + (retentionDays ?? deps.config.retentionDays) * DAY_MS);
+}
 
 interface AttemptContext {
   readonly delivery: Delivery;
@@ -130,7 +143,8 @@ async function prepare(record: PipelineRecord, context: AttemptContext): Promise
   if (deps.config.simulatedWorkMsPerChar > 0) {
     await deps.sleep(record.text.length * deps.config.simulatedWorkMsPerChar);
   }
-  const policy = await deps.redactionPolicies.policyFor(record.tenant_id);
+  const settings = await deps.tenantSettings.settingsFor(record.tenant_id);
+  const policy = settings.redaction;
   const redaction = redact(record.text, policy);
   // An OTLP record's attributes are redacted like its text, and counted with it.
   const otlp =
@@ -153,6 +167,7 @@ async function prepare(record: PipelineRecord, context: AttemptContext): Promise
     received_at: new Date(record.received_at),
     message_id: delivery.messageId,
     delivery_attempt: attempt,
+    expire_at: expireAt(settings.retentionDays, deps),
     ...(otlp === undefined ? {} : { otlp: otlp.fields }),
   };
 }
@@ -298,6 +313,8 @@ async function recordFailure(
     attempt,
     reason,
   };
+  // Kept as long as the tenant's stored records; an unreadable setting fails the delivery.
+  const { retentionDays } = await deps.tenantSettings.settingsFor(record.tenant_id);
   const outcome = await deps.store.recordFailedLog(
     {
       ...record,
@@ -306,6 +323,7 @@ async function recordFailure(
       text_sha256: record.original_text === null ? null : sha256(record.original_text),
       message_id: delivery.messageId,
       delivery_attempt: attempt,
+      expire_at: expireAt(retentionDays, deps),
     },
     options,
   );
@@ -426,6 +444,8 @@ async function recordUnusable(item: Unusable, context: AttemptContext): Promise<
         : Buffer.from(JSON.stringify(item.raw) ?? "null", "utf8").toString("base64"),
     record_index: item.index ?? null,
     delivery_attempt: attempt,
+    // No tenant, so no tenant's retention: the default.
+    expire_at: expireAt(undefined, deps),
   });
   deps.logger.warn("message or record names no usable tenant; recorded in dead_letters", {
     message_id: delivery.messageId,

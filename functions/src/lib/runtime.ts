@@ -12,16 +12,19 @@ import { loadConfig, type Config } from "./config";
 import { createFaultInjector } from "./faults";
 import type { BodyGateOptions } from "./body-gate";
 import { bodyLimitFor, preflight, type IngestDeps } from "./ingest-handler";
-import { createLogger, type Logger } from "./logger";
+import { createLogger, errorFields, type Logger } from "./logger";
 import type { ProcessDeps } from "./process-handler";
 import { createTopicPublisher } from "./publisher";
-import {
-  createCachedRedactionPolicies,
-  createFirestoreRedactionPolicies,
-} from "./redaction-policies";
+import { createTenantRateLimiter } from "./rate-limit";
 import { compileValidators } from "./schema";
 import { createCoalescingQueue } from "./coalescer";
 import { createFirestoreStore } from "./store";
+import {
+  createCachedTenantSettings,
+  createFirestoreTenantSettings,
+  type StoredSettingsRead,
+  type TenantSettingsSource,
+} from "./tenant-settings";
 
 export const config: Config = loadConfig(process.env);
 
@@ -46,12 +49,53 @@ function authenticator(): Authenticator {
   });
 }
 
+/** Tenants whose settings one instance keeps; beyond it the least recently read go. */
+const MAX_CACHED_SETTINGS = 1_000;
+
+/** One cache of tenant settings per instance, over `read`. */
+function cachedTenantSettings(read: StoredSettingsRead): TenantSettingsSource {
+  return createCachedTenantSettings(read, {
+    ttlSeconds: config.redactionPolicyCacheSeconds,
+    maxEntries: MAX_CACHED_SETTINGS,
+    onInvalid: (tenantId, setting, violations) =>
+      logger.warn(
+        setting === "redaction"
+          ? "stored redaction policy is invalid; redacting every kind"
+          : `stored ${setting} is invalid; the default applies`,
+        { tenant_id: tenantId, setting, violations: violations.join("; ") },
+      ),
+  });
+}
+
+/**
+ * Ingest reads a tenant's rate limit override. A read that fails is not the caller's fault: the
+ * default limit applies until the cache entry expires, and the request goes on.
+ */
+function ingestRateLimiter() {
+  const firestoreSettings = createFirestoreTenantSettings(sharedFirestore(), config.authTimeoutMs);
+  const settings = cachedTenantSettings((tenantId) =>
+    firestoreSettings.read(tenantId).catch((error: unknown) => {
+      logger.warn("tenant settings unreadable; the default rate limit applies", {
+        tenant_id: tenantId,
+        ...errorFields(error),
+      });
+      return undefined;
+    }),
+  );
+  return createTenantRateLimiter({
+    defaultPerSecond: config.tenantRateLimitPerSecond,
+    burstSeconds: config.tenantRateLimitBurstSeconds,
+    limitOf: async (tenantId) => (await settings.settingsFor(tenantId)).rateLimitPerSecond,
+  });
+}
+
 let ingestDeps: IngestDeps | undefined;
 export function ingestDependencies(): IngestDeps {
   ingestDeps ??= {
     config,
     validators,
     logger,
+    rateLimiter: ingestRateLimiter(),
     authenticator: authenticator(),
     queue: createCoalescingQueue(createTopicPublisher(new PubSub(), config.topic, config), {
       windowMs: config.coalesceWindowMs,
@@ -61,29 +105,21 @@ export function ingestDependencies(): IngestDeps {
   return ingestDeps;
 }
 
-/** Tenants whose policy one worker instance keeps; beyond it the least recently read go. */
-const MAX_CACHED_POLICIES = 1_000;
-
 let processDeps: ProcessDeps | undefined;
 export function processDependencies(): ProcessDeps {
   processDeps ??= {
     config,
     validators,
     logger,
-    store: createFirestoreStore(sharedFirestore(), config.storeTimeoutMs),
+    store: createFirestoreStore(sharedFirestore(), config.storeTimeoutMs, {
+      throttling: config.firestoreThrottling,
+    }),
     attempts: new AttemptTracker(),
     faults: createFaultInjector(config.faults, () => process.kill(process.pid, "SIGKILL") as never),
-    redactionPolicies: createCachedRedactionPolicies(
-      createFirestoreRedactionPolicies(sharedFirestore(), config.storeTimeoutMs).read,
-      {
-        ttlSeconds: config.redactionPolicyCacheSeconds,
-        maxEntries: MAX_CACHED_POLICIES,
-        onInvalid: (tenantId, violations) =>
-          logger.warn("stored redaction policy is invalid; redacting every kind", {
-            tenant_id: tenantId,
-            violations: violations.join("; "),
-          }),
-      },
+    // A read that fails rejects: the delivery fails and is redelivered, so no record is
+    // redacted under a policy, or kept for a time, the worker could not read.
+    tenantSettings: cachedTenantSettings(
+      createFirestoreTenantSettings(sharedFirestore(), config.storeTimeoutMs).read,
     ),
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   };

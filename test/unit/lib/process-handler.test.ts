@@ -81,7 +81,11 @@ function setup(env: Record<string, string> = {}, store = new MemoryStore()) {
   const config = loadConfig({ RDP_LOCAL_STACK: "true", ...env });
   const logs: string[] = [];
   const slept: number[] = [];
-  const policies = { byTenant: new Map<string, RedactionPolicy>(), readFails: false };
+  const policies = {
+    byTenant: new Map<string, RedactionPolicy>(),
+    retentionDays: new Map<string, number>(),
+    readFails: false,
+  };
   const deps: ProcessDeps = {
     config,
     validators: compileValidators(config),
@@ -91,10 +95,14 @@ function setup(env: Record<string, string> = {}, store = new MemoryStore()) {
     faults: createFaultInjector(config.faults, () => {
       throw new Error("crash");
     }),
-    redactionPolicies: {
-      policyFor: async (tenantId) => {
+    tenantSettings: {
+      settingsFor: async (tenantId) => {
         if (policies.readFails) throw new Error("policy read timed out");
-        return policies.byTenant.get(tenantId) ?? DEFAULT_REDACTION_POLICY;
+        return {
+          redaction: policies.byTenant.get(tenantId) ?? DEFAULT_REDACTION_POLICY,
+          retentionDays: policies.retentionDays.get(tenantId),
+          rateLimitPerSecond: undefined,
+        };
       },
     },
     sleep: async (ms) => {

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import {
-  createCachedRedactionPolicies,
-  type PolicyCacheOptions,
-} from "../../../functions/src/lib/redaction-policies";
+  createCachedTenantSettings,
+  type SettingsCacheOptions,
+} from "../../../functions/src/lib/tenant-settings";
 import {
   DEFAULT_REDACTION_POLICY,
   STRICTEST_REDACTION_POLICY,
@@ -12,26 +12,29 @@ import {
   validateStoredRedactionPolicy,
 } from "../../../functions/src/lib/redaction-policy";
 
-function harness(options: Partial<PolicyCacheOptions> = {}) {
+function harness(options: Partial<SettingsCacheOptions> = {}) {
   let clock = 0;
   const reads: string[] = [];
   const invalid: Array<{ tenantId: string; violations: readonly string[] }> = [];
   const stored = new Map<string, unknown>();
   let failing = false;
-  const policies = createCachedRedactionPolicies(
+  const settings = createCachedTenantSettings(
     async (tenantId) => {
       reads.push(tenantId);
       if (failing) throw new Error("deadline exceeded");
-      return stored.get(tenantId);
+      return stored.has(tenantId) ? { redaction: stored.get(tenantId) } : undefined;
     },
     {
       ttlSeconds: 60,
       maxEntries: 3,
-      onInvalid: (tenantId, violations) => invalid.push({ tenantId, violations }),
+      onInvalid: (tenantId, _setting, violations) => invalid.push({ tenantId, violations }),
       now: () => clock,
       ...options,
     },
   );
+  const policies = {
+    policyFor: async (tenantId: string) => (await settings.settingsFor(tenantId)).redaction,
+  };
   return {
     policies,
     reads,
@@ -86,7 +89,7 @@ describe("redaction policy schema", () => {
   });
 });
 
-describe("createCachedRedactionPolicies", () => {
+describe("createCachedTenantSettings: the redaction policy", () => {
   it("reads a tenant once within the TTL, and again after it", async () => {
     const { policies, reads, stored, advance } = harness();
     stored.set("acme", { kinds: { ip: true } });

@@ -7,7 +7,7 @@ function unreachableFirestore(): Firestore {
   const never = () => new Promise<never>(() => undefined);
   return {
     doc: (path: string) => ({ path, set: never, create: never }),
-    bulkWriter: () => ({ create: never, close: never, onWriteError: () => undefined }),
+    bulkWriter: () => ({ create: never, flush: never, onWriteError: () => undefined }),
   } as unknown as Firestore;
 }
 
@@ -28,6 +28,7 @@ describe("createFirestoreStore", () => {
           received_at: new Date(),
           message_id: "m1",
           delivery_attempt: 1,
+          expire_at: new Date(),
         },
       ]),
       store.recordDeadLetter({
@@ -37,6 +38,7 @@ describe("createFirestoreStore", () => {
         data_base64: "",
         record_index: null,
         delivery_attempt: 1,
+        expire_at: new Date(),
       }),
     ]);
     expect(Date.now() - started).to.be.below(2_000);
