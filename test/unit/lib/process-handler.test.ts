@@ -502,3 +502,29 @@ describe("processDelivery", () => {
     });
   });
 });
+
+describe("processDelivery: retention", () => {
+  const DAY_MS = 24 * 60 * 60 * 1000;
+  const daysAfterNow = (document: { expire_at: Date } | undefined) =>
+    document === undefined ? undefined : (document.expire_at.getTime() - NOW.getTime()) / DAY_MS;
+
+  it("sets expire_at to now plus RETENTION_DAYS, or the tenant's retention_days", async () => {
+    const { deps, store, policies } = setup({ RETENTION_DAYS: "45" });
+    policies.retentionDays.set("globex", 7);
+    const records = [record({ log_id: "a" }), record({ tenant_id: "globex", log_id: "b" })];
+    await processDelivery(delivery({ v: 1, records }), deps);
+    expect(daysAfterNow(store.processed.get("tenants/acme/processed_logs/a"))).to.equal(45);
+    expect(daysAfterNow(store.processed.get("tenants/globex/processed_logs/b"))).to.equal(7);
+  });
+
+  it("gives failed records their tenant's retention and dead letters the default", async () => {
+    const { deps, store, policies } = setup();
+    policies.retentionDays.set("acme", 3);
+    const records = [record({ log_id: "a" }), { tenant_id: "acme", log_id: "bad" }, { text: 1 }];
+    await processDelivery(delivery({ v: 1, records }), deps);
+    const [failed] = store.failedOf("bad");
+    expect(failed).to.include({ reason: "invalid_record" });
+    expect(daysAfterNow(failed)).to.equal(3);
+    expect(daysAfterNow(store.deadLetters.get("dead_letters/m-1~2"))).to.equal(30);
+  });
+});
