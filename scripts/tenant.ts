@@ -7,12 +7,14 @@
  *   npm run tenant -- revoke <tenant> <key_id> [--project P]      revokes one key
  *   npm run tenant -- policy <tenant> [--enable K,..] [--disable K,..] [--regions CC,..|default]
  *                                     [--reset] [--project P]     shows (and changes) the policy
+ *   npm run tenant -- settings <tenant> [--retention-days N|default] [--rate-limit N|default]
+ *                                     [--project P]               shows (and changes) the limits
  *
  * Firestore is found the way every Google client finds it: FIRESTORE_EMULATOR_HOST for the
  * emulator, and the project from --project, GOOGLE_CLOUD_PROJECT / GCLOUD_PROJECT or the
  * Application Default Credentials. Exit codes: 0 done, 1 not found or failed, 2 usage.
- * The logic lives in functions/src/lib/api-keys.ts and redaction-policies.ts; this file only
- * parses and prints.
+ * The logic lives in functions/src/lib/api-keys.ts, redaction-policies.ts and
+ * tenant-settings.ts; this file only parses and prints.
  */
 import { parseArgs } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
@@ -31,6 +33,11 @@ import {
   type RedactionKind,
   type StoredRedactionPolicy,
 } from "../functions/src/lib/redaction-policy";
+import {
+  createFirestoreTenantSettings,
+  validateStoredTenantLimits,
+  type StoredTenantLimits,
+} from "../functions/src/lib/tenant-settings";
 
 const USAGE = `Usage:
   npm run tenant -- create <tenant> [--label <label>] [--project <project>]
@@ -38,11 +45,16 @@ const USAGE = `Usage:
   npm run tenant -- revoke <tenant> <key_id> [--project <project>]
   npm run tenant -- policy <tenant> [--enable <kinds>] [--disable <kinds>]
                                     [--regions <CC,CC,...>|default] [--reset] [--project <project>]
+  npm run tenant -- settings <tenant> [--retention-days <days>|default]
+                                      [--rate-limit <records/s>|default] [--project <project>]
 
 Redaction kinds: ${REDACTION_KINDS.join(", ")} (ip is off by default, the rest on).
 --regions lists the ISO 3166 regions whose national phone formats count, in order.
 policy without options shows the tenant's effective policy; the worker applies a change
 within REDACTION_POLICY_CACHE_SECONDS.
+settings shows the tenant's retention (days its records are kept, 1-3650) and ingest rate limit
+(records a second per ingest instance, 1-1000000); "default" removes the tenant's own value, so
+RETENTION_DAYS / TENANT_RATE_LIMIT_PER_SECOND apply. Changes apply within the same cache time.
 
 Firestore: FIRESTORE_EMULATOR_HOST selects the emulator; the project comes from --project,
 GOOGLE_CLOUD_PROJECT or GCLOUD_PROJECT. create prints the key once: store it now.`;
@@ -53,14 +65,38 @@ const EXIT_USAGE = 2;
 
 class UsageError extends Error {}
 
+const ACTIONS = ["create", "list", "revoke", "policy", "settings"] as const;
+type Action = (typeof ACTIONS)[number];
+const isAction = (value: string | undefined): value is Action =>
+  (ACTIONS as readonly (string | undefined)[]).includes(value);
+
 interface Command {
-  readonly action: "create" | "list" | "revoke" | "policy";
+  readonly action: Action;
   readonly tenantId: string;
   readonly keyId: string | undefined;
   readonly label: string;
   readonly project: string | undefined;
   /** For policy: the change asked for, or undefined to only show it. */
   readonly policyChange: (PolicyChange & { readonly reset: boolean }) | undefined;
+  /** For settings: the limits to set (a number) or remove (null); empty to only show them. */
+  readonly limitsChange: { [K in keyof StoredTenantLimits]?: number | null };
+}
+
+/** A limit option: a whole number in the schema's range, or "default" to remove it. */
+function limitOption(
+  option: string,
+  field: keyof StoredTenantLimits,
+  value: string | undefined,
+): number | null | undefined {
+  if (value === undefined) return undefined;
+  if (value === "default") return null;
+  const number = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!validateStoredTenantLimits({ [field]: number })) {
+    throw new UsageError(
+      `--${option} must be a whole number in range or "default", got "${value}"`,
+    );
+  }
+  return number;
 }
 
 /** Policy options may be repeated or comma-separated: --enable ip --enable email,card. */
@@ -119,6 +155,8 @@ function parseCommand(argv: readonly string[]): Command {
         disable: { type: "string", multiple: true },
         regions: { type: "string" },
         reset: { type: "boolean" },
+        "retention-days": { type: "string" },
+        "rate-limit": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -128,7 +166,7 @@ function parseCommand(argv: readonly string[]): Command {
   const { values, positionals } = parsed;
   if (values.help) throw new UsageError("");
   const [action, tenantId, keyId, ...extra] = positionals;
-  if (action !== "create" && action !== "list" && action !== "revoke" && action !== "policy") {
+  if (!isAction(action)) {
     throw new UsageError(action === undefined ? "" : `Unknown command "${action}"`);
   }
   if (tenantId === undefined) throw new UsageError(`${action} needs a tenant id`);
@@ -147,6 +185,22 @@ function parseCommand(argv: readonly string[]): Command {
     throw new UsageError("--enable, --disable, --regions and --reset only go with policy");
   }
   const policyChange = action === "policy" ? policyChangeOf(values) : undefined;
+  if (
+    action !== "settings" &&
+    (values["retention-days"] !== undefined || values["rate-limit"] !== undefined)
+  ) {
+    throw new UsageError("--retention-days and --rate-limit only go with settings");
+  }
+  const limitsChange = Object.fromEntries(
+    Object.entries({
+      retention_days: limitOption("retention-days", "retention_days", values["retention-days"]),
+      rate_limit_per_second: limitOption(
+        "rate-limit",
+        "rate_limit_per_second",
+        values["rate-limit"],
+      ),
+    }).filter(([, value]) => value !== undefined),
+  );
   const label = values.label ?? "";
   if (label.length > 200 || [...label].some((char) => char < " " || char === "\u007f")) {
     throw new UsageError("--label must be at most 200 characters without control characters");
@@ -154,7 +208,15 @@ function parseCommand(argv: readonly string[]): Command {
   if (values.project !== undefined && !/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/.test(values.project)) {
     throw new UsageError(`"${values.project}" is not a valid project id`);
   }
-  return { action, tenantId, keyId, label, project: values.project, policyChange };
+  return {
+    action,
+    tenantId,
+    keyId,
+    label,
+    project: values.project,
+    policyChange,
+    limitsChange,
+  };
 }
 
 function firestoreFor(project: string | undefined): Firestore {
@@ -203,6 +265,9 @@ async function run(command: Command): Promise<number> {
       case "policy": {
         return await runPolicy(firestore, command);
       }
+      case "settings": {
+        return await runSettings(firestore, command);
+      }
     }
   } finally {
     await firestore.terminate();
@@ -233,6 +298,31 @@ async function runPolicy(firestore: Firestore, command: Command): Promise<number
     tenant_id: command.tenantId,
     ...describePolicy(policyFromStored(stored)),
     stored: stored ?? {},
+  });
+  return EXIT_OK;
+}
+
+async function runSettings(firestore: Firestore, command: Command): Promise<number> {
+  const settings = createFirestoreTenantSettings(firestore, POLICY_TIMEOUT_MS);
+  if (Object.keys(command.limitsChange).length > 0) {
+    await settings.writeLimits(command.tenantId, command.limitsChange);
+    console.error(`Updated the settings of ${command.tenantId}.`);
+  }
+  const stored = (await settings.read(command.tenantId)) ?? {};
+  const shown = (field: keyof StoredTenantLimits) => {
+    const value: unknown = stored[field];
+    if (value === undefined || value === null) return null;
+    if (!validateStoredTenantLimits({ [field]: value })) {
+      // The instances ignore it and apply the default until it is set again.
+      console.error(`The stored ${field} of ${command.tenantId} is invalid; set it again.`);
+    }
+    return value;
+  };
+  // null: the deployment's RETENTION_DAYS / TENANT_RATE_LIMIT_PER_SECOND applies.
+  print({
+    tenant_id: command.tenantId,
+    retention_days: shown("retention_days"),
+    rate_limit_per_second: shown("rate_limit_per_second"),
   });
   return EXIT_OK;
 }
