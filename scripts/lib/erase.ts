@@ -14,6 +14,7 @@ import {
   DEAD_LETTERS,
   FAILED_LOGS,
   TENANTS,
+  TENANT_SETTINGS,
   processedLogPath,
   tenantSettingsPath,
 } from "../../functions/src/lib/paths";
@@ -40,14 +41,16 @@ export async function purgeTenant(firestore: Firestore, tenantId: string, dryRun
   const tenant = firestore.doc(`${TENANTS}/${tenantId}`);
   const settings = firestore.doc(tenantSettingsPath(tenantId));
   const counts: Record<string, number> = {};
-  const count = async (name: string, ref: DocumentReference) => {
-    counts[name] = (await ref.get()).exists ? 1 : 0;
+  const count = async (ref: DocumentReference, name: string) => {
+    const exists = (await ref.get()).exists;
+    if (exists || name !== TENANTS) counts[name] = exists ? 1 : 0;
     for (const sub of await ref.listCollections()) {
-      counts[`${name}/${sub.id}`] = (await sub.count().get()).data().count;
+      counts[sub.id] = (await sub.count().get()).data().count;
     }
   };
-  await count(TENANTS, tenant);
-  await count("tenant_settings", settings);
+  // tenants/{t} itself usually does not exist: only its subcollections (processed_logs, ...).
+  await count(tenant, TENANTS);
+  await count(settings, TENANT_SETTINGS);
   const keys = await firestore.collection(API_KEYS).where("tenant_id", "==", tenantId).get();
   const letters = (await firestore.collection(DEAD_LETTERS).select("data_base64").get()).docs
     .filter((doc) => namesTenant(doc.get("data_base64"), tenantId))
