@@ -228,4 +228,38 @@ describe("replay and status on the emulators", function () {
     expect((await processed("dead-1")).updateTime?.toMillis()).to.equal(before);
     expect(await backlog()).to.equal(1);
   });
+  it("keeps a log_id_conflict while another text holds its log_id, and replays it once that is gone", async () => {
+    const tenant = `conflict-${RUN_ID}`;
+    const send = async (text: string) => {
+      const body = JSON.stringify({ tenant_id: tenant, log_id: "c1", text });
+      const headers = { "content-type": "application/json" };
+      expect((await fetch(healthy.ingestUrl, { method: "POST", headers, body })).status).to.equal(
+        202,
+      );
+    };
+    const stored = firestore.doc(`tenants/${tenant}/processed_logs/c1`);
+    const conflicts = firestore.collection(`tenants/${tenant}/failed_logs`);
+    await send("first version");
+    await pollUntil(async () => (await stored.get()).exists || undefined, {
+      timeoutMs: 30_000,
+      what: "c1",
+    });
+    await send("second version");
+    await pollUntil(async () => (await conflicts.get()).size === 1 || undefined, {
+      timeoutMs: 30_000,
+      what: "conflict",
+    });
+
+    const blocked = await replay("--tenant", tenant, "--reason", "log_id_conflict");
+    expect(blocked.json).to.deep.include({ replayed: 0, already_stored: 0, still_failing: 1 });
+    expect(blocked.stdout).to.match(/another text is stored under this log_id/);
+    expect((await conflicts.get()).size).to.equal(1);
+
+    await stored.delete();
+    const replayed = await replay("--tenant", tenant, "--reason", "log_id_conflict");
+    expect(replayed.json).to.deep.include({ replayed: 1, already_stored: 0, still_failing: 0 });
+    expect(replayed.code).to.equal(0);
+    expect((await stored.get()).get("original_text")).to.equal("second version");
+    expect((await conflicts.get()).size).to.equal(0);
+  });
 });
