@@ -93,14 +93,10 @@ export async function eraseRecord(
 
 /** `purge` and `erase` of the tenant CLI: parses, runs, prints JSON. Returns the exit code. */
 export async function runEraseCommand(argv: readonly string[]): Promise<number> {
+  const options = { "dry-run": { type: "boolean" }, project: { type: "string" } } as const;
   let parsed;
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: { "dry-run": { type: "boolean" }, project: { type: "string" } },
-    });
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: true });
   } catch (error) {
     console.error(`${(error as Error).message}\n${ERASE_USAGE}`);
     return 2;

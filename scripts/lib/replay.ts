@@ -18,10 +18,12 @@ const NOT_REPLAYABLE = new Set(["invalid_record", "invalid_message"]);
 
 export type Outcome = "replayed" | "already_stored" | "still_failing";
 
+type ReplayRecord = PipelineRecord & { readonly sha256: string };
+
 export interface ReplayItem {
   /** The failure entry's path, or the dead letter's message id. */
   readonly label: string;
-  readonly records: readonly (PipelineRecord & { readonly sha256: string })[];
+  readonly records: readonly ReplayRecord[];
   readonly message: { readonly data: Buffer; readonly attributes: Record<string, string> };
   /** Why it cannot be replayed as it stands; such an item is left as it is. */
   readonly problem?: string;
@@ -88,31 +90,27 @@ export async function replayChunk(
     .flatMap((item) => item.records.filter((r) => !before.get(storedKey(r))));
   const after = deps.dryRun ? before : await waitForStored(firestore, awaited, deps);
 
+  const outcomeOf = (item: ReplayItem, record: ReplayRecord): [Outcome, string?] => {
+    const stored = before.get(storedKey(record));
+    if (stored === record.sha256) return ["already_stored"];
+    if (stored)
+      return ["still_failing", "another text is stored under this log_id: erase it first"];
+    if (deps.dryRun || after.get(storedKey(record)) === record.sha256) return ["replayed"];
+    return ["still_failing", unpublished.get(item) ?? `not stored within ${deps.waitMs / 1000} s`];
+  };
   return Promise.all(
     items.map(async (item): Promise<ItemResult> => {
-      if (item.problem !== undefined) {
-        const outcomes =
-          item.records.length > 0
-            ? item.records.map(() => "still_failing" as const)
-            : ["still_failing" as const];
-        return { label: item.label, outcomes, why: item.problem };
-      }
-      const whys = new Set<string>();
-      const outcomes = item.records.map((record): Outcome => {
-        const stored = before.get(storedKey(record));
-        if (stored === record.sha256) return "already_stored";
-        if (stored)
-          whys.add("another text is stored under this log_id: erase it to replay this one");
-        else if (deps.dryRun) return "replayed";
-        else if (after.get(storedKey(record)) === record.sha256) return "replayed";
-        else whys.add(unpublished.get(item) ?? `not stored within ${deps.waitMs / 1000} s`);
-        return "still_failing";
-      });
-      if (!deps.dryRun && whys.size === 0) await item.settle();
+      const judged: [Outcome, string?][] =
+        item.problem !== undefined
+          ? item.records.map(() => ["still_failing", item.problem])
+          : item.records.map((record) => outcomeOf(item, record));
+      if (judged.length === 0) judged.push(["still_failing", item.problem]);
+      const whys = [...new Set(judged.flatMap(([, why]) => (why ? [why] : [])))];
+      if (!deps.dryRun && whys.length === 0) await item.settle();
       return {
         label: item.label,
-        outcomes,
-        ...(whys.size > 0 ? { why: [...whys].join("; ") } : {}),
+        outcomes: judged.map(([outcome]) => outcome),
+        ...(whys.length > 0 ? { why: whys.join("; ") } : {}),
       };
     }),
   );
@@ -121,7 +119,7 @@ export async function replayChunk(
 /** Polls until every record is stored with its text, or the wait is over. */
 async function waitForStored(
   firestore: Firestore,
-  records: readonly (PipelineRecord & { sha256: string })[],
+  records: readonly ReplayRecord[],
   deps: ReplayDeps,
 ) {
   const deadline = Date.now() + deps.waitMs;
