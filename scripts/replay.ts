@@ -65,7 +65,6 @@ function parse(argv: readonly string[]) {
       help: { type: "boolean", short: "h" },
     },
   });
-  if (values.help) throw new UsageError("");
   const tenants = values.tenant ?? [];
   const badTenant = tenants.find((tenant) => !isTenantId(tenant));
   if (badTenant !== undefined)
@@ -87,6 +86,7 @@ function parse(argv: readonly string[]) {
     throw new UsageError("--tenant, --reason, --since and --until select failed_logs entries");
   }
   return {
+    help: values.help === true,
     values,
     filters: { tenants, reasons, since: time("since"), until: time("until") },
     waitMs: waitSeconds * 1000,
@@ -121,10 +121,14 @@ async function main(argv: readonly string[]): Promise<number> {
     ) {
       throw error;
     }
-    console.error(`${(error as Error).message}\n\n${USAGE}`.trim());
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  const { values, filters, waitMs } = parsed;
+  const { help, values, filters, waitMs } = parsed;
+  if (help) {
+    console.log(USAGE);
+    return 0;
+  }
   const dryRun = values["dry-run"] === true;
   const config = loadConfig(process.env);
   const validators = compileValidators(config);

@@ -39,10 +39,13 @@ async function main(argv: readonly string[]): Promise<number> {
     }));
     const bad = values.tenant?.find((tenant) => !isTenantId(tenant));
     if (bad !== undefined) throw new Error(`"${bad}": a tenant id is ${TENANT_ID_RULE}`);
-    if (values.help) throw new Error("");
   } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`.trim());
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
     return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
   }
   const target = connect(values);
   const subscription =

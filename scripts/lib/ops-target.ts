@@ -16,10 +16,10 @@ export const TARGET_OPTIONS = {
   "pubsub-host": { type: "string" },
 } as const;
 
-export const TARGET_USAGE = `  --project P              default: GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT, else demo-rdp
-  --firestore-host H:P     the Firestore emulator (default: FIRESTORE_EMULATOR_HOST)
-  --pubsub-host H:P        the Pub/Sub emulator (default: PUBSUB_EMULATOR_HOST)
-                           without emulator hosts: the project's services, with ADC`;
+export const TARGET_USAGE = `  --project P                default: GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT, else demo-rdp
+  --firestore-host H:P       the Firestore emulator (default: FIRESTORE_EMULATOR_HOST)
+  --pubsub-host H:P          the Pub/Sub emulator (default: PUBSUB_EMULATOR_HOST)
+                             without emulator hosts: the project's services, with ADC`;
 
 export interface OpsTarget {
   readonly project: string;
