@@ -19,6 +19,7 @@
 import { parseArgs } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../functions/src/lib/api-keys";
+import { ERASE_USAGE, runEraseCommand } from "./lib/erase";
 import { TENANT_ID_RULE, isTenantId } from "../functions/src/lib/ids";
 import { createFirestoreRedactionPolicies } from "../functions/src/lib/redaction-policies";
 import {
@@ -328,13 +329,14 @@ async function runSettings(firestore: Firestore, command: Command): Promise<numb
 }
 
 async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === "purge" || argv[0] === "erase") return runEraseCommand(argv);
   let command: Command;
   try {
     command = parseCommand(argv);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     if (error.message !== "") console.error(error.message);
-    console.error(USAGE);
+    console.error(USAGE + ERASE_USAGE);
     return EXIT_USAGE;
   }
   try {
