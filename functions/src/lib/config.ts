@@ -52,6 +52,10 @@ export interface Config {
   readonly maxBufferedBodyBytes: number;
   /** How long the worker trusts a tenant's redaction policy before reading it again. */
   readonly redactionPolicyCacheSeconds: number;
+  /** Write a DEBUG line for every record accepted and stored (off: failures and summaries only). */
+  readonly logRecordSuccess: boolean;
+  /** Log event-loop delay, GC pauses and record counts every this many ms (0 = off). */
+  readonly diagnosticsIntervalMs: number;
   /** Fault injection for local reliability runs; all zero in production (enforced below). */
   readonly faults: FaultConfig;
 }
@@ -123,6 +127,8 @@ export function loadConfig(env: Env): Config {
       256 * 1024 * 1024,
     ),
     redactionPolicyCacheSeconds: reader.integer("REDACTION_POLICY_CACHE_SECONDS", 60, 0, 600),
+    logRecordSuccess: reader.oneOf("LOG_RECORD_SUCCESS", "false", ["true", "false"]) === "true",
+    diagnosticsIntervalMs: reader.integer("DIAGNOSTICS_INTERVAL_MS", 0, 0, 3_600_000),
     faults: {
       failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
       failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),

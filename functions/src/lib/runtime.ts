@@ -25,7 +25,9 @@ import { createFirestoreStore } from "./store";
 
 export const config: Config = loadConfig(process.env);
 
-export const logger: Logger = createLogger();
+export const logger: Logger = createLogger(undefined, {
+  logRecordSuccess: config.logRecordSuccess,
+});
 const validators = compileValidators(config);
 if (config.authMode === "disabled") {
   logger.warn("AUTH_MODE=disabled: any caller may write to any tenant (open demo mode)");
