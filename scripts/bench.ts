@@ -203,12 +203,16 @@ async function main(): Promise<void> {
     const running = stack;
     const origin = Date.now();
     const clock = () => Date.now() - origin;
+    // Found once: a JVM is not restarted during a run, and pgrep on every tick would cost CPU.
+    const [pubsubJvm, firestoreJvm] = [running.emulators.pubsub, running.emulators.firestore].map(
+      (emulator) => jvmOfGroup(emulator.pid),
+    );
     const sampler = new ProcSampler(
       {
         ingest: () => running.ingest.pid,
         worker: () => running.worker.pid,
-        "pubsub-emulator": () => jvmOfGroup(running.emulators.pubsub.pid),
-        "firestore-emulator": () => jvmOfGroup(running.emulators.firestore.pid),
+        "pubsub-emulator": () => pubsubJvm,
+        "firestore-emulator": () => firestoreJvm,
         "bench (load client)": () => process.pid,
       },
       origin,

@@ -87,9 +87,10 @@ export class FunctionLog {
     return this.totals.total;
   }
 
-  /** The change of the totals between the last samples at or before `from` and `to`. */
+  /** The change of the totals between the last samples taken at or before `from` and `to`. */
   between(from: number, to: number): Omit<CountSample, "t"> {
-    const at = (t: number) => this.series.findLast((sample) => sample.t <= t) ?? this.series[0];
+    // Before the first sample, nothing had been counted.
+    const at = (t: number) => this.series.findLast((sample) => sample.t <= t);
     const [start, end] = [at(from), at(to)];
     const delta = (key: "total" | "bytes" | "lines") => (end?.[key] ?? 0) - (start?.[key] ?? 0);
     return { total: delta("total"), bytes: delta("bytes"), lines: delta("lines") };

@@ -63,7 +63,7 @@ export class ProcSampler {
   private previous: { at: number; busyMs: number; pressureUs: number | undefined } | undefined;
   private readonly last = new Map<string, { pid: number; at: number; cpuMs: number }>();
   private timer: NodeJS.Timeout | undefined;
-  private ticking: Promise<void> = Promise.resolve();
+  private ticking: Promise<void> | undefined;
 
   constructor(
     private readonly targets: Readonly<Record<string, () => number | undefined>>,
@@ -72,10 +72,10 @@ export class ProcSampler {
   ) {}
 
   start(): void {
-    this.timer = setInterval(
-      () => (this.ticking = this.ticking.then(() => this.tick())),
-      this.intervalMs,
-    );
+    // A tick that takes longer than the interval (a starved machine) skips the next one.
+    this.timer = setInterval(() => {
+      this.ticking ??= this.tick().finally(() => (this.ticking = undefined));
+    }, this.intervalMs);
     this.timer.unref();
   }
 

@@ -231,56 +231,57 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
       (p) => p.processes.find((proc) => proc.name === "worker")?.peakRssBytes ?? 0,
     ),
   );
+  type Verdict = NonNullable<BenchResult["targets"]>[number];
+  const verdict = (target: string, met: boolean, evidence: string): Verdict => ({
+    target,
+    met,
+    evidence,
+  });
+  const singleMet = (s: PhaseResult) =>
+    s.acceptedRecordsPerSecond >= 0.97 * target && s.storedPerSecondDuringLoad >= 0.95 * target;
+  const drainText = (p: PhaseResult) =>
+    `${p.drained ? "" : "not "}drained ${fmt(p.drainMs / 1000)} s after the last answer`;
   return [
-    ...(single === undefined
-      ? []
-      : [
-          {
-            target: `Single-record path sustains >= ${fmt(target)} records/s (${result.singleTarget.basis}) end to end with zero loss`,
-            met:
-              single.acceptedRecordsPerSecond >= 0.97 * target &&
-              single.storedPerSecondDuringLoad >= 0.95 * target &&
-              drained(single) &&
-              clean(single),
-            evidence: rates(single),
-          },
-          {
-            target: "Ingest p99 <= 50 ms at the single-record target rate",
-            met: (single.latency?.p99 ?? Infinity) <= 50,
-            evidence: latencyText(single.latency),
-          },
-          {
-            target: "Backlog drains within 10 s after the sustained run",
-            met: drained(single),
-            evidence: `${single.drained ? "" : "not "}drained ${fmt(single.drainMs / 1000)} s after the last answer`,
-          },
-        ]),
-    ...(brief === undefined
-      ? []
-      : [
-          {
-            target: "Ingest p99 <= 15 ms at the brief's 1,000 requests/minute",
-            met: (brief.latency?.p99 ?? Infinity) <= 15 && clean(brief),
-            evidence: `${latencyText(brief.latency)}; ${reconcileText(brief)}`,
-          },
-        ]),
+    single &&
+      verdict(
+        `Single-record path sustains >= ${fmt(target)} records/s (${result.singleTarget.basis}) end to end with zero loss`,
+        singleMet(single) && drained(single) && clean(single),
+        rates(single),
+      ),
+    single &&
+      verdict(
+        "Ingest p99 <= 50 ms at the single-record target rate",
+        (single.latency?.p99 ?? Infinity) <= 50,
+        latencyText(single.latency),
+      ),
+    single &&
+      verdict(
+        "Backlog drains within 10 s after the sustained run",
+        drained(single),
+        drainText(single),
+      ),
+    brief &&
+      verdict(
+        "Ingest p99 <= 15 ms at the brief's 1,000 requests/minute",
+        (brief.latency?.p99 ?? Infinity) <= 15 && clean(brief),
+        `${latencyText(brief.latency)}; ${reconcileText(brief)}`,
+      ),
     ...result.phases
       .filter((phase) => phase.kind === "batch")
-      .map((batch) => ({
-        target: `Batch path (${pathLabel(batch)}) stores >= 5,000 records/s end to end`,
-        met: batch.storedPerSecondEndToEnd >= 5_000 && batch.drained && clean(batch),
-        evidence: rates(batch),
-      })),
-    ...(workerPeak === 0
-      ? []
-      : [
-          {
-            target: "Process function within 256 MiB",
-            met: workerPeak <= 256 * MIB,
-            evidence: `worker peak RSS ${fmt(workerPeak / MIB)} MiB (sampled every 0.5 s)`,
-          },
-        ]),
-  ];
+      .map((batch) =>
+        verdict(
+          `Batch path (${pathLabel(batch)}) stores >= 5,000 records/s end to end`,
+          batch.storedPerSecondEndToEnd >= 5_000 && batch.drained && clean(batch),
+          rates(batch),
+        ),
+      ),
+    workerPeak > 0 &&
+      verdict(
+        "Process function within 256 MiB",
+        workerPeak <= 256 * MIB,
+        `worker peak RSS ${fmt(workerPeak / MIB)} MiB (sampled every 0.5 s)`,
+      ),
+  ].filter((item): item is Verdict => typeof item === "object");
 }
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -344,6 +345,9 @@ function tailTable(result: BenchResult): string | undefined {
 export function renderTable(result: BenchResult): string {
   const { machine, phases } = result;
   const cost = (p: PhaseResult) => result.costs.find((item) => item.phase === p.name);
+  const pair = (a: number | undefined, b: number | undefined) => `${fmt(a)} / ${fmt(b)}`;
+  const perRecord = (p: PhaseResult, key: "logBytesPerRecord" | "cpuMsPerRecord") =>
+    pair(cost(p)?.ingest[key], cost(p)?.worker[key]);
   const rows: [string, (p: PhaseResult) => number | string | undefined][] = [
     ["path", pathLabel],
     ["request body KiB (mean, on the wire)", (p) => (p.meanRequestBytes ?? NaN) / 1024],
@@ -353,13 +357,7 @@ export function renderTable(result: BenchResult): string {
     ["accepted records/s", (p) => p.acceptedRecordsPerSecond],
     ["most requests outstanding", (p) => cost(p)?.mostOutstanding],
     ["load duration s", (p) => p.loadSeconds],
-    [
-      "statuses",
-      (p) =>
-        Object.entries(p.statuses)
-          .map(([s, n]) => `${s}:${n}`)
-          .join(" "),
-    ],
+    ["statuses", (p) => JSON.stringify(p.statuses).replace(/[{}"]/g, "")],
     ...(["p50", "p90", "p99", "p999", "max"] as const).map((q): (typeof rows)[number] => [
       `ingest latency ${q.replace("p999", "p99.9")} ms`,
       (p) => p.latency?.[q],
@@ -367,26 +365,11 @@ export function renderTable(result: BenchResult): string {
     ["stored records/s during load", (p) => p.storedPerSecondDuringLoad],
     ["stored records/s end to end", (p) => p.storedPerSecondEndToEnd],
     ["drain after load s", (p) => `${p.drained ? "" : ">"}${fmt(p.drainMs / 1000)}`],
-    [
-      "accepted / stored",
-      (p) => (p.reconcile ? `${p.reconcile.accepted} / ${p.reconcile.stored}` : "-"),
-    ],
-    [
-      "lost (missing) / duplicated / unexpected",
-      (p) =>
-        p.reconcile
-          ? `${p.reconcile.missing} / ${p.reconcile.duplicated} / ${p.reconcile.unexpected}`
-          : "-",
-    ],
-    [
-      "log bytes per record: ingest / worker",
-      (p) =>
-        `${fmt(cost(p)?.ingest.logBytesPerRecord)} / ${fmt(cost(p)?.worker.logBytesPerRecord)}`,
-    ],
-    [
-      "CPU ms per record: ingest / worker",
-      (p) => `${fmt(cost(p)?.ingest.cpuMsPerRecord)} / ${fmt(cost(p)?.worker.cpuMsPerRecord)}`,
-    ],
+    ["accepted / stored", (p) => pair(p.reconcile?.accepted, p.reconcile?.stored)],
+    ["lost (missing) / duplicated", (p) => pair(p.reconcile?.missing, p.reconcile?.duplicated)],
+    ["unexpected documents", (p) => p.reconcile?.unexpected],
+    ["log bytes per record: ingest / worker", (p) => perRecord(p, "logBytesPerRecord")],
+    ["CPU ms per record: ingest / worker", (p) => perRecord(p, "cpuMsPerRecord")],
     ["machine CPU busy, cores", (p) => p.machineCpuShare],
     ["CPU pressure % (some task waiting)", (p) => 100 * (cost(p)?.cpuPressure ?? NaN)],
   ];
@@ -409,13 +392,7 @@ export function renderTable(result: BenchResult): string {
       ? undefined
       : table(
           ["Ceiling (trivial client, same run)", "rate/s", "count", "s", "how"],
-          result.ceilings.map((c) => [
-            c.name,
-            fmt(c.rate),
-            String(c.count),
-            fmt(c.seconds),
-            c.note,
-          ]),
+          result.ceilings.map((c) => [c.name, fmt(c.rate), fmt(c.count), fmt(c.seconds), c.note]),
         ),
     table(
       ["Product", ...phases.map((phase) => phase.name)],
@@ -455,52 +432,63 @@ export function chartSpec(result: BenchResult): TopLevelSpec {
     to: s.to / 1000,
     shade: index % 2,
   }));
-  const x = { field: "t", type: "quantitative", title: "seconds since start" };
-  const overTime = Object.entries(CHARTS).map(([chart, [title, unit]]) => ({
-    title,
-    width: 1000,
-    height: 200,
-    resolve: { scale: { color: "independent" } },
-    layer: [
-      {
-        data: { values: bands },
-        mark: "rect",
-        encoding: {
-          x: { ...x, field: "from" },
-          x2: { field: "to" },
-          color: {
-            field: "shade",
-            type: "nominal",
-            scale: { range: ["#f3f3f3", "#e8eef7"] },
-            legend: null,
+  // One time axis for every panel: the run, from its first second to its last.
+  const end = Math.max(0, ...bands.map((band) => band.to), ...result.series.map((p) => p.t));
+  const x = {
+    field: "t",
+    type: "quantitative",
+    title: "seconds since start",
+    scale: { domain: [0, Math.ceil(end)], nice: false },
+  };
+  // A panel without data would have no size: only those with data are drawn.
+  const charted = new Set(result.series.map((point) => point.chart));
+  const overTime = Object.entries(CHARTS)
+    .filter(([chart]) => charted.has(chart as SeriesPoint["chart"]))
+    .map(([chart, [title, unit]]) => ({
+      title,
+      width: 1000,
+      height: 200,
+      resolve: { scale: { color: "independent" } },
+      layer: [
+        {
+          data: { values: bands },
+          mark: "rect",
+          encoding: {
+            x: { ...x, field: "from" },
+            x2: { field: "to" },
+            color: {
+              field: "shade",
+              type: "nominal",
+              scale: { range: ["#f3f3f3", "#e8eef7"] },
+              legend: null,
+            },
           },
         },
-      },
-      {
-        data: { values: bands },
-        mark: { type: "text", align: "left", baseline: "top", dx: 2, fontSize: 8, color: "#666" },
-        encoding: { x: { ...x, field: "from" }, y: { value: 2 }, text: { field: "name" } },
-      },
-      {
-        data: {
-          values: result.series.filter(
-            (p) => p.chart === chart && (chart !== "latency" || p.value !== 0),
-          ),
+        {
+          data: { values: bands },
+          mark: { type: "text", align: "left", baseline: "top", dx: 2, fontSize: 8, color: "#666" },
+          encoding: { x: { ...x, field: "from" }, y: { value: 2 }, text: { field: "name" } },
         },
-        mark: { type: "line", strokeWidth: 1.2 },
-        encoding: {
-          x,
-          y: {
-            field: "value",
-            type: "quantitative",
-            title: unit,
-            scale: { type: chart === "latency" ? "log" : "linear" },
+        {
+          data: {
+            values: result.series.filter(
+              (p) => p.chart === chart && (chart !== "latency" || p.value !== 0),
+            ),
           },
-          color: { field: "series", type: "nominal", title: null },
+          mark: { type: "line", strokeWidth: 1.2 },
+          encoding: {
+            x,
+            y: {
+              field: "value",
+              type: "quantitative",
+              title: unit,
+              scale: { type: chart === "latency" ? "log" : "linear" },
+            },
+            color: { field: "series", type: "nominal", title: null },
+          },
         },
-      },
-    ],
-  }));
+      ],
+    }));
   const percentiles = { p50: "p50", p90: "p90", p99: "p99", p999: "p99.9", max: "max" } as const;
   const kneePoints = (source: string, offered: number, latency: Summary | undefined) =>
     Object.entries(percentiles).map(([key, percentile]) => ({
@@ -523,21 +511,23 @@ export function chartSpec(result: BenchResult): TopLevelSpec {
     config: { font: "DejaVu Sans" },
     vconcat: [
       ...overTime,
-      {
-        title:
-          "The knee: single-record latency against offered rate (a point a phase; broker: a trivial publisher, same run)",
-        width: 1000,
-        height: 260,
-        data: { values: knee },
-        mark: { type: "line", point: true },
-        encoding: {
-          x: { field: "offered", type: "quantitative", title: "offered records/s" },
-          y: { field: "ms", type: "quantitative", title: "ms (log)", scale: { type: "log" } },
-          color: { field: "percentile", type: "nominal", sort: Object.values(percentiles) },
-          shape: { field: "source", type: "nominal", title: null },
-          detail: { field: "source" },
-        },
-      },
+      ...[knee]
+        .filter((points) => points.length > 0)
+        .map((values) => ({
+          title:
+            "The knee: single-record latency against offered rate (a point a phase; broker: a trivial publisher, same run)",
+          width: 1000,
+          height: 260,
+          data: { values },
+          mark: { type: "line", point: true },
+          encoding: {
+            x: { field: "offered", type: "quantitative", title: "offered records/s" },
+            y: { field: "ms", type: "quantitative", title: "ms (log)", scale: { type: "log" } },
+            color: { field: "percentile", type: "nominal", sort: Object.values(percentiles) },
+            shape: { field: "source", type: "nominal", title: null },
+            detail: { field: "source" },
+          },
+        })),
     ],
   } as TopLevelSpec;
 }
