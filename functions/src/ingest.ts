@@ -1,11 +1,14 @@
 /** The ingest HTTP function: trigger options here, behaviour in lib/ingest-handler. */
 import { onRequest } from "firebase-functions/v2/https";
 import { installBodyGate } from "./lib/body-gate";
+import { startDiagnostics } from "./lib/diagnostics";
 import { guardFrameworkErrorLogs } from "./lib/framework-log-guard";
 import { handleIngest } from "./lib/ingest-handler";
-import { ingestBodyGate, ingestDependencies, logger } from "./lib/runtime";
+import { config, ingestBodyGate, ingestDependencies, logger } from "./lib/runtime";
 
 guardFrameworkErrorLogs(logger);
+if (process.env.FUNCTION_TARGET === "ingest")
+  startDiagnostics(config.diagnosticsIntervalMs, logger);
 
 // Every function of this package loads this module; only an instance serving ingest reads
 // bodies through the gate. Cloud Run and the local stacks set FUNCTION_TARGET. The Firebase

@@ -1,7 +1,11 @@
 /** The process CloudEvent function: trigger options here, behaviour in lib/process-handler. */
 import { onMessagePublished } from "firebase-functions/v2/pubsub";
+import { startDiagnostics } from "./lib/diagnostics";
 import { processDelivery } from "./lib/process-handler";
-import { config, processDependencies } from "./lib/runtime";
+import { config, logger, processDependencies } from "./lib/runtime";
+
+if (process.env.FUNCTION_TARGET === "process")
+  startDiagnostics(config.diagnosticsIntervalMs, logger);
 
 const processFunction = onMessagePublished(
   {

@@ -50,7 +50,8 @@ describe("pipeline on the emulators", function () {
     }, `tenants/${tenantId}/processed_logs/${logId}`);
 
   before(async () => {
-    stack = await startTestStack("pipeline");
+    // Success lines on: "wrote nothing for any rejected request" reads ingest's accepted lines.
+    stack = await startTestStack("pipeline", { LOG_RECORD_SUCCESS: "true" });
     firestore = new Firestore({ projectId: stack.project });
     apiKey = (await createFirestoreApiKeys(firestore).create(tenant, "pipeline test")).key;
   });

@@ -66,6 +66,10 @@ export interface Config {
    * 500/50/5 rule); false only in a local stack, whose emulator has no such limit.
    */
   readonly firestoreThrottling: boolean;
+  /** Write a DEBUG line for every record accepted and stored (off: failures and summaries only). */
+  readonly logRecordSuccess: boolean;
+  /** Log event-loop delay, GC pauses and record counts every this many ms (0 = off). */
+  readonly diagnosticsIntervalMs: number;
   /** Fault injection for local reliability runs; all zero in production (enforced below). */
   readonly faults: FaultConfig;
 }
@@ -152,6 +156,8 @@ export function loadConfig(env: Env): Config {
     ),
     tenantRateLimitBurstSeconds: reader.integer("TENANT_RATE_LIMIT_BURST_SECONDS", 2, 1, 60),
     firestoreThrottling: reader.oneOf("FIRESTORE_THROTTLING", "true", ["true", "false"]) === "true",
+    logRecordSuccess: reader.oneOf("LOG_RECORD_SUCCESS", "false", ["true", "false"]) === "true",
+    diagnosticsIntervalMs: reader.integer("DIAGNOSTICS_INTERVAL_MS", 0, 0, 3_600_000),
     faults: {
       failureRate: reader.number("FAULT_FAILURE_RATE", 0, 0, 1),
       failFirstAttempts: reader.integer("FAULT_FAIL_FIRST_ATTEMPTS", 0, 0, 100),

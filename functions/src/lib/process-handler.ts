@@ -197,7 +197,7 @@ async function settle(
       context,
     );
   } else if (result.created) {
-    deps.logger.info("record stored", ids);
+    deps.logger.recordSuccess("stored", ids);
   } else if (result.existingSha256 === log.text_sha256) {
     deps.logger.info("record already stored; duplicate delivery ignored", ids);
   } else {

@@ -28,7 +28,9 @@ import {
 
 export const config: Config = loadConfig(process.env);
 
-export const logger: Logger = createLogger();
+export const logger: Logger = createLogger(undefined, {
+  logRecordSuccess: config.logRecordSuccess,
+});
 const validators = compileValidators(config);
 if (config.authMode === "disabled") {
   logger.warn("AUTH_MODE=disabled: any caller may write to any tenant (open demo mode)");

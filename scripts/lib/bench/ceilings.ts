@@ -1,15 +1,17 @@
 /**
  * The machine's own ceilings, each measured with a trivial client on the same emulators the
- * product then runs on, so the product's figures can be read as a fraction of what the
- * emulators can do at all on this machine at this moment:
+ * product then runs on, so the product's figures read as a fraction of what the emulators can
+ * do on this machine at this moment:
  *
- * - publish: the Pub/Sub emulator's publish rate from one Node client (default batching,
- *   bounded outstanding publishes);
+ * - publish: the Pub/Sub emulator's publish rate from one Node client (1,000 outstanding);
+ * - publish-ack latency: the same emulator's acknowledgement latency for a trivial publisher
+ *   sending open loop at a given rate (the single-record phase's), counted from each message's
+ *   scheduled time: the broker's own tail, against which ingest's is read;
  * - push: the emulator's push delivery rate to a function that returns at once (a no-op
- *   CloudEvent function served by functions-framework, as the worker is), with a small bounded
- *   backlog, which is the product's situation when it keeps up;
- * - firestore: the Firestore emulator's write rate from one Node client, as single creates
- *   (64 in flight) and as WriteBatch commits of 500 creates.
+ *   CloudEvent function served by functions-framework, as the worker is), and to a bare
+ *   node:http server, with a small bounded backlog;
+ * - firestore: the Firestore emulator's write rate, as single creates (64 in flight) and as
+ *   WriteBatch commits of 500 creates.
  *
  * Every loop is bounded in time and in count.
  */
@@ -28,7 +30,7 @@ import {
   waitUntilReady,
 } from "../emulators";
 import { FRAMEWORK_MAIN } from "../stack";
-import { ratePerSecond, steadyRate } from "./stats";
+import { latencyHistogram, ratePerSecond, recordMs, summaryOf, type Summary } from "./stats";
 
 export interface CeilingOptions {
   readonly project: string;
@@ -44,11 +46,15 @@ export interface CeilingOptions {
 
 export interface CeilingResult {
   readonly name: string;
-  /** Operations per second: messages published, messages pushed, documents written. */
+  /** Operations per second: messages published or pushed, documents written. */
   readonly rate: number;
   readonly count: number;
   readonly seconds: number;
   readonly note: string;
+  /** Publish-ack latency from the scheduled send time (the open-loop measurement only). */
+  readonly latency?: Summary;
+  readonly offeredRate?: number;
+  readonly maxInFlight?: number;
 }
 
 /** A message of the size of a typical pipeline message carrying one record. */
@@ -67,113 +73,142 @@ const SAMPLE_MESSAGE = Buffer.from(
   }),
 );
 
-function pubsubClient(options: CeilingOptions): PubSub {
-  return new PubSub({
+/** Runs `operation` with `inFlight` copies at a time until the deadline; what they counted. */
+async function closedLoop(
+  operation: () => Promise<number>,
+  options: { readonly ms: number; readonly inFlight: number; readonly maxCount: number },
+): Promise<{ count: number; elapsedMs: number; errors: number }> {
+  const started = Date.now();
+  let count = 0;
+  let errors = 0;
+  const worker = async () => {
+    while (Date.now() < started + options.ms && count < options.maxCount) {
+      const done = await operation().catch(() => ((errors += 1), 0));
+      count += done;
+    }
+  };
+  await Promise.all(Array.from({ length: options.inFlight }, worker));
+  return { count, elapsedMs: Date.now() - started, errors };
+}
+
+const result = (
+  name: string,
+  run: { count: number; elapsedMs: number; errors?: number },
+  note: string,
+): CeilingResult => ({
+  name,
+  rate: ratePerSecond(run.count, run.elapsedMs),
+  count: run.count,
+  seconds: run.elapsedMs / 1000,
+  note: run.errors ? `${note}, ${run.errors} errors` : note,
+});
+
+/** A topic with a subscription holding what is published (as the product's does), removed after. */
+async function withTopic<T>(
+  options: CeilingOptions,
+  name: string,
+  subscription: Record<string, unknown>,
+  body: (client: PubSub, topicName: string) => Promise<T>,
+): Promise<T> {
+  const client = new PubSub({
     projectId: options.project,
     apiEndpoint: options.pubsubHost,
     emulatorMode: true,
   });
-}
-
-/** Publishes as fast as one client can with at most `outstanding` unacknowledged publishes. */
-async function publishFlat(
-  publish: () => Promise<unknown>,
-  options: { readonly ms: number; readonly maxCount: number; readonly outstanding: number },
-): Promise<{ count: number; elapsedMs: number; errors: number }> {
-  const started = Date.now();
-  const deadline = started + options.ms;
-  let sent = 0;
-  let done = 0;
-  let errors = 0;
-  await new Promise<void>((resolve) => {
-    let inFlight = 0;
-    const pump = () => {
-      while (inFlight < options.outstanding && sent < options.maxCount && Date.now() < deadline) {
-        inFlight += 1;
-        sent += 1;
-        publish().then(
-          () => {
-            done += 1;
-            inFlight -= 1;
-            pump();
-          },
-          () => {
-            errors += 1;
-            inFlight -= 1;
-            pump();
-          },
-        );
-      }
-      if (inFlight === 0) resolve();
-    };
-    pump();
-  });
-  return { count: done, elapsedMs: Date.now() - started, errors };
-}
-
-export async function measurePublishCeiling(options: CeilingOptions): Promise<CeilingResult> {
-  const client = pubsubClient(options);
-  const topicName = `bench-publish-${options.runId}`;
-  const subscriptionName = `${topicName}-hold`;
+  const topicName = `bench-${name}-${options.runId}`;
   try {
     const [topic] = await client.createTopic(topicName);
-    // A subscription holds what is published, as the product's push subscription does.
-    await topic.createSubscription(subscriptionName);
-    const publisher = client.topic(topicName);
-    const publish = () => publisher.publishMessage({ data: SAMPLE_MESSAGE });
-    await publishFlat(publish, { ms: 2_000, maxCount: 50_000, outstanding: 1_000 });
-    const run = await publishFlat(publish, {
-      ms: options.seconds * 1000,
-      maxCount: 400_000,
-      outstanding: 1_000,
-    });
-    return {
-      name: "Pub/Sub emulator publish",
-      rate: ratePerSecond(run.count, run.elapsedMs),
-      count: run.count,
-      seconds: run.elapsedMs / 1000,
-      note: `one client, default batching, 1,000 outstanding, ${SAMPLE_MESSAGE.length} B messages${
-        run.errors > 0 ? `, ${run.errors} errors` : ""
-      }`,
-    };
+    await topic.createSubscription(`${topicName}-sub`, subscription);
+    return await body(client, topicName);
   } finally {
-    await removeTopology(client, topicName, subscriptionName);
+    const quietly = (removal: Promise<unknown>) => removal.catch(() => undefined);
+    await quietly(client.subscription(`${topicName}-sub`).delete());
+    await quietly(client.topic(topicName).delete());
+    await client.close();
   }
 }
 
-/** Best effort: a ceiling's topic and subscription, then the client. */
-async function removeTopology(client: PubSub, topicName: string, subscriptionName: string) {
-  await client
-    .subscription(subscriptionName)
-    .delete()
-    .catch(() => undefined);
-  await client
-    .topic(topicName)
-    .delete()
-    .catch(() => undefined);
-  await client.close();
+export function measurePublishCeiling(options: CeilingOptions): Promise<CeilingResult> {
+  return withTopic(options, "publish", {}, async (client, topicName) => {
+    const topic = client.topic(topicName);
+    const publish = () => topic.publishMessage({ data: SAMPLE_MESSAGE }).then(() => 1);
+    await closedLoop(publish, { ms: 2_000, inFlight: 1_000, maxCount: 50_000 });
+    const run = await closedLoop(publish, {
+      ms: options.seconds * 1000,
+      inFlight: 1_000,
+      maxCount: 400_000,
+    });
+    const note = `one client, default batching, 1,000 outstanding, ${SAMPLE_MESSAGE.length} B messages`;
+    return result("Pub/Sub emulator publish", run, note);
+  });
 }
 
-/** A CloudEvent function that returns at once and prints one timestamp a delivery. */
-const NOOP_FUNCTION = `
-exports.noop = () => {
-  process.stdout.write(Date.now() + "\\n");
-};
-`;
+/**
+ * Publish-ack latency of a trivial publisher sending open loop at `rate` messages a second, one
+ * message a publish as ingest's publisher does (batching off), counted from each message's
+ * scheduled time so a stalled client or broker is not hidden (no coordinated omission).
+ */
+export function measurePublishLatency(
+  options: CeilingOptions & { readonly rate: number },
+): Promise<CeilingResult> {
+  return withTopic(options, "publish-ack", {}, async (client, topicName) => {
+    const topic = client.topic(topicName, { batching: { maxMessages: 1 } });
+    const histogram = latencyHistogram();
+    const total = Math.round(options.rate * options.seconds);
+    const started = Date.now() + 1_000; // after a second of warm-up at the same rate
+    const warmUp = Math.round(options.rate);
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let errors = 0;
+    const sends: Promise<void>[] = [];
+    for (let index = -warmUp; index < total;) {
+      const now = Date.now();
+      for (; index < total && started + (index * 1000) / options.rate <= now; index += 1) {
+        const due = started + (index * 1000) / options.rate;
+        const measured = index >= 0;
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, measured ? inFlight : 0);
+        sends.push(
+          topic
+            .publishMessage({ data: SAMPLE_MESSAGE })
+            .then(
+              () => void (measured && recordMs(histogram, Date.now() - due)),
+              () => void (errors += 1),
+            )
+            .finally(() => void (inFlight -= 1)),
+        );
+      }
+      await sleep(1);
+    }
+    await Promise.all(sends);
+    const elapsedMs = Date.now() - started;
+    return {
+      ...result(
+        `Pub/Sub emulator publish-ack latency at ${Math.round(options.rate)}/s`,
+        { count: histogram.totalCount, elapsedMs, errors },
+        `open loop, one client, one message a publish (batching off, as ingest), ${SAMPLE_MESSAGE.length} B`,
+      ),
+      latency: summaryOf(histogram),
+      offeredRate: options.rate,
+      maxInFlight,
+    };
+  });
+}
 
-/** Where pushes land: something that counts deliveries with their arrival times. */
+/** Where pushes land: something that counts deliveries. */
 interface PushReceiver {
-  /** host:port the push endpoint is served on. */
   readonly hostPort: string;
   count(): number;
-  timestamps(): number[];
   stop(): Promise<void>;
 }
 
-/** functions-framework serving a CloudEvent no-op, as the worker is served. */
+/** functions-framework serving a CloudEvent no-op that prints a line a delivery, as the worker is served. */
 async function frameworkReceiver(logDir: string): Promise<PushReceiver> {
   const source = fs.mkdtempSync(path.join(os.tmpdir(), "rdp-bench-noop-"));
-  fs.writeFileSync(path.join(source, "index.js"), NOOP_FUNCTION);
+  fs.writeFileSync(
+    path.join(source, "index.js"),
+    'exports.noop = () => { process.stdout.write("d\\n"); };\n',
+  );
   fs.writeFileSync(path.join(source, "package.json"), '{"main":"index.js"}\n');
   const logFile = path.join(logDir, "noop-function.log");
   fs.rmSync(logFile, { force: true });
@@ -197,22 +232,19 @@ async function frameworkReceiver(logDir: string): Promise<PushReceiver> {
     await stop();
     throw error;
   }
-  const deliveries = new DeliveryLog(logFile);
-  return {
-    hostPort: `${LOOPBACK}:${port}`,
-    count: () => deliveries.count(),
-    timestamps: () => deliveries.timestamps(),
-    stop,
-  };
+  // Two bytes a delivery ("d\n"); functions-framework prints nothing else once it is serving.
+  const startSize = fs.statSync(logFile).size;
+  const count = () => Math.floor((fs.statSync(logFile).size - startSize) / 2);
+  return { hostPort: `${LOOPBACK}:${port}`, count, stop };
 }
 
 /** A bare node:http server in this process answering 204: the emulator's own limit. */
 async function bareReceiver(): Promise<PushReceiver> {
-  const times: number[] = [];
+  let deliveries = 0;
   const server = http.createServer((request, response) => {
     request.resume();
     request.on("end", () => {
-      times.push(Date.now());
+      deliveries += 1;
       response.writeHead(204).end();
     });
   });
@@ -222,8 +254,7 @@ async function bareReceiver(): Promise<PushReceiver> {
   const port = typeof address === "object" && address !== null ? address.port : 0;
   return {
     hostPort: `${LOOPBACK}:${port}`,
-    count: () => times.length,
-    timestamps: () => times,
+    count: () => deliveries,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -234,8 +265,7 @@ async function bareReceiver(): Promise<PushReceiver> {
 
 /**
  * The push ceiling: the emulator pushes to a receiver that returns at once while the publisher
- * keeps the backlog at most `backlog` messages; the rate is that of deliveries between the
- * first and the last one seen.
+ * keeps the backlog at most `backlog` messages; the rate is that of deliveries over the run.
  */
 export async function measurePushCeiling(
   options: CeilingOptions & { readonly receiver: "framework" | "bare"; readonly backlog?: number },
@@ -245,100 +275,57 @@ export async function measurePushCeiling(
     options.receiver === "framework"
       ? await frameworkReceiver(options.logDir)
       : await bareReceiver();
-  const client = pubsubClient(options);
-  const topicName = `bench-push-${options.receiver}-${options.runId}`;
-  const subscriptionName = `${topicName}-noop`;
+  const subscription = {
+    pushConfig: {
+      pushEndpoint: `http://${receiver.hostPort}/projects/${options.project}/topics/push`,
+    },
+    ackDeadlineSeconds: 60,
+  };
   try {
-    const [topic] = await client.createTopic(topicName);
-    await topic.createSubscription(subscriptionName, {
-      pushConfig: {
-        pushEndpoint: `http://${receiver.hostPort}/projects/${options.project}/topics/${topicName}`,
+    return await withTopic(
+      options,
+      `push-${options.receiver}`,
+      subscription,
+      async (client, name) => {
+        const publisher = client.topic(name, {
+          batching: { maxMessages: 100, maxMilliseconds: 2 },
+        });
+        let published = 0;
+        const run = async (ms: number) => {
+          const deadline = Date.now() + ms;
+          while (Date.now() < deadline && published < 1_000_000) {
+            const batch = Math.max(0, Math.min(backlog - (published - receiver.count()), 500));
+            const publishes = Array.from({ length: batch }, () =>
+              publisher.publishMessage({ data: SAMPLE_MESSAGE }),
+            );
+            published += batch;
+            await Promise.all(publishes);
+            await sleep(20);
+          }
+        };
+        await run(2_000); // warm-up: the JVM's push path and the receiver's first requests
+        const from = receiver.count();
+        const started = Date.now();
+        await run(options.seconds * 1000);
+        const measured = { count: receiver.count() - from, elapsedMs: Date.now() - started };
+        // Drain what is left so it does not count against the next measurement.
+        const drainDeadline = Date.now() + 30_000;
+        while (receiver.count() < published && Date.now() < drainDeadline) await sleep(100);
+        return options.receiver === "framework"
+          ? result(
+              "Pub/Sub emulator push to a no-op function (push ceiling)",
+              measured,
+              `functions-framework CloudEvent no-op, backlog <= ${backlog}`,
+            )
+          : result(
+              "Pub/Sub emulator push to a bare HTTP 204 server",
+              measured,
+              `node:http in the bench process, backlog <= ${backlog}`,
+            );
       },
-      ackDeadlineSeconds: 60,
-    });
-    const publisher = client.topic(topicName, {
-      batching: { maxMessages: 100, maxMilliseconds: 2 },
-    });
-    let published = 0;
-    const run = async (ms: number) => {
-      const deadline = Date.now() + ms;
-      while (Date.now() < deadline && published < 1_000_000) {
-        const room = backlog - (published - receiver.count());
-        const batch = Math.max(0, Math.min(room, 500));
-        const publishes: Promise<string>[] = [];
-        for (let i = 0; i < batch; i += 1) {
-          publishes.push(publisher.publishMessage({ data: SAMPLE_MESSAGE }));
-        }
-        published += batch;
-        await Promise.all(publishes);
-        await sleep(20);
-      }
-    };
-    await run(2_000); // warm-up: the JVM's push path and the receiver's first requests
-    const from = receiver.count();
-    await run(options.seconds * 1000);
-    const times = receiver.timestamps().slice(from);
-    // Drain what is left so it does not count against the next measurement.
-    const drainDeadline = Date.now() + 30_000;
-    while (receiver.count() < published && Date.now() < drainDeadline) await sleep(100);
-    return {
-      name:
-        options.receiver === "framework"
-          ? "Pub/Sub emulator push to a no-op function (push ceiling)"
-          : "Pub/Sub emulator push to a bare HTTP 204 server",
-      rate: steadyRate(times),
-      count: times.length,
-      seconds: times.length > 1 ? ((times.at(-1) as number) - (times[0] as number)) / 1000 : 0,
-      note:
-        options.receiver === "framework"
-          ? `functions-framework CloudEvent no-op, backlog <= ${backlog}`
-          : `node:http in the bench process, backlog <= ${backlog}`,
-    };
+    );
   } finally {
-    await removeTopology(client, topicName, subscriptionName);
     await receiver.stop();
-  }
-}
-
-/** The no-op function's log read incrementally: one timestamp (ms) a line. */
-class DeliveryLog {
-  private offset = 0;
-  private partial = "";
-  private readonly times: number[] = [];
-
-  constructor(private readonly file: string) {}
-
-  private read(): void {
-    let fd: number;
-    try {
-      fd = fs.openSync(this.file, "r");
-    } catch {
-      return;
-    }
-    try {
-      const size = fs.fstatSync(fd).size;
-      if (size <= this.offset) return;
-      const buffer = Buffer.alloc(size - this.offset);
-      fs.readSync(fd, buffer, 0, buffer.length, this.offset);
-      this.offset = size;
-      const lines = (this.partial + buffer.toString("utf8")).split("\n");
-      this.partial = lines.pop() ?? "";
-      for (const line of lines) {
-        if (/^\d{13}$/.test(line)) this.times.push(Number(line));
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-
-  count(): number {
-    this.read();
-    return this.times.length;
-  }
-
-  timestamps(): number[] {
-    this.read();
-    return this.times;
   }
 }
 
@@ -359,63 +346,39 @@ function sampleDocument(index: number): Record<string, unknown> {
   };
 }
 
-async function writeFlat(
-  write: (index: number) => Promise<number>,
-  options: { readonly ms: number; readonly maxDocs: number; readonly inFlight: number },
-  next: { index: number },
-): Promise<{ docs: number; elapsedMs: number }> {
-  const started = Date.now();
-  const deadline = started + options.ms;
-  let docs = 0;
-  const worker = async () => {
-    while (Date.now() < deadline && docs < options.maxDocs) {
-      const written = await write(next.index++);
-      docs += written;
-    }
-  };
-  await Promise.all(Array.from({ length: options.inFlight }, worker));
-  return { docs, elapsedMs: Date.now() - started };
-}
-
 export async function measureFirestoreCeilings(options: CeilingOptions): Promise<CeilingResult[]> {
   const firestore = emulatorFirestore(options.project, options.firestoreHost);
   const collection = firestore.collection(`bench_ceiling_${options.runId}`);
-  const next = { index: 0 };
+  const BATCH = 500;
+  let next = 0;
+  const single = () => {
+    const index = next++;
+    return collection
+      .doc(`d${index}`)
+      .create(sampleDocument(index))
+      .then(() => 1);
+  };
+  const batch = () => {
+    const writes = firestore.batch();
+    for (let i = 0; i < BATCH; i += 1) {
+      const index = next++;
+      writes.create(collection.doc(`b${index}`), sampleDocument(index));
+    }
+    return writes.commit().then(() => BATCH);
+  };
+  const ms = options.seconds * 1000;
   try {
-    const single = async (index: number) => {
-      await collection.doc(`d${index}`).create(sampleDocument(index));
-      return 1;
-    };
-    const BATCH = 500;
-    const batch = async (index: number) => {
-      const writes = firestore.batch();
-      for (let i = 0; i < BATCH; i += 1) {
-        const n = index * BATCH + i + 10_000_000;
-        writes.create(collection.doc(`b${n}`), sampleDocument(n));
-      }
-      await writes.commit();
-      return BATCH;
-    };
-    const ms = options.seconds * 1000;
-    await writeFlat(single, { ms: 2_000, maxDocs: 20_000, inFlight: 64 }, next);
-    const singles = await writeFlat(single, { ms, maxDocs: 100_000, inFlight: 64 }, next);
-    await writeFlat(batch, { ms: 1_000, maxDocs: 20_000, inFlight: 4 }, next);
-    const batches = await writeFlat(batch, { ms, maxDocs: 200_000, inFlight: 4 }, next);
+    await closedLoop(single, { ms: 2_000, inFlight: 64, maxCount: 20_000 });
+    const singles = await closedLoop(single, { ms, inFlight: 64, maxCount: 100_000 });
+    await closedLoop(batch, { ms: 1_000, inFlight: 4, maxCount: 20_000 });
+    const batches = await closedLoop(batch, { ms, inFlight: 4, maxCount: 200_000 });
     return [
-      {
-        name: "Firestore emulator single create",
-        rate: ratePerSecond(singles.docs, singles.elapsedMs),
-        count: singles.docs,
-        seconds: singles.elapsedMs / 1000,
-        note: "one client, 64 creates in flight",
-      },
-      {
-        name: "Firestore emulator WriteBatch create",
-        rate: ratePerSecond(batches.docs, batches.elapsedMs),
-        count: batches.docs,
-        seconds: batches.elapsedMs / 1000,
-        note: `one client, commits of ${BATCH} creates, 4 in flight`,
-      },
+      result("Firestore emulator single create", singles, "one client, 64 creates in flight"),
+      result(
+        "Firestore emulator WriteBatch create",
+        batches,
+        `one client, commits of ${BATCH} creates, 4 in flight`,
+      ),
     ];
   } finally {
     await firestore.terminate();

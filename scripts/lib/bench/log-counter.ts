@@ -1,73 +1,104 @@
 /**
- * Records stored over time, read from the worker's log: the worker prints one structured line
- * `"message":"record stored"` for every document it creates. The log is read incrementally on
- * a timer, so the series has the timer's resolution; the reconciliation against Firestore, not
- * this counter, decides whether anything was lost.
+ * A function's log followed as it grows: the bytes of its lines over time (what Cloud Logging
+ * would bill), and its "diagnostics" lines (functions/src/lib/diagnostics.ts, which the bench
+ * turns on): event-loop delay, GC pauses and records counted, e.g. the worker's records_stored,
+ * summed into a running total. The bench's own diagnostics lines are not counted as log bytes.
+ * Reconciliation against Firestore, not this count, decides whether anything was lost.
  */
 import fs from "node:fs";
-
-const STORED = '"message":"record stored"';
 
 export interface CountSample {
   /** ms on the caller's clock. */
   readonly t: number;
-  /** Records stored since the counter started. */
+  /** The counted field summed since the log was first read. */
   readonly total: number;
+  /** Bytes and lines of the function's own lines so far (diagnostics lines excluded). */
+  readonly bytes: number;
+  readonly lines: number;
 }
 
-export class StoredCounter {
+export interface DiagnosticsSample {
+  readonly t: number;
+  readonly fields: Readonly<Record<string, number | null>>;
+}
+
+const DIAGNOSTICS = '"message":"diagnostics"';
+
+export class FunctionLog {
   readonly series: CountSample[] = [];
+  readonly diagnostics: DiagnosticsSample[] = [];
   private offset: number;
   private partial = "";
-  private total = 0;
+  private totals = { total: 0, bytes: 0, lines: 0 };
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly file: string,
     private readonly clock: () => number,
-    private readonly intervalMs = 250,
+    private readonly countField = "records_stored",
   ) {
-    // Only what is logged from now on counts.
-    this.offset = fileSize(file);
+    this.offset = fileSize(file); // only what is logged from now on counts
   }
 
-  start(): void {
+  start(intervalMs = 250): void {
     this.poll();
-    this.timer = setInterval(() => this.poll(), this.intervalMs);
+    this.timer = setInterval(() => this.poll(), intervalMs);
     this.timer.unref();
   }
 
   stop(): void {
     clearInterval(this.timer);
-    this.timer = undefined;
     this.poll();
   }
 
-  /** Reads what was appended and returns the running total. */
+  /** Reads what was appended and returns the running total of the counted field. */
   poll(): number {
     const size = fileSize(this.file);
     if (size < this.offset) this.offset = 0; // truncated: a fresh log
+    const t = this.clock();
     if (size > this.offset) {
+      const buffer = Buffer.alloc(size - this.offset);
       const fd = fs.openSync(this.file, "r");
       try {
-        const buffer = Buffer.alloc(size - this.offset);
-        const read = fs.readSync(fd, buffer, 0, buffer.length, this.offset);
-        this.offset += read;
-        const lines = (this.partial + buffer.toString("utf8", 0, read)).split("\n");
-        this.partial = lines.pop() ?? "";
-        for (const line of lines) if (line.includes(STORED)) this.total += 1;
+        this.offset += fs.readSync(fd, buffer, 0, buffer.length, this.offset);
       } finally {
         fs.closeSync(fd);
       }
+      const lines = (this.partial + buffer.toString("utf8")).split("\n");
+      this.partial = lines.pop() ?? "";
+      for (const line of lines) this.read(line, t);
     }
-    this.series.push({ t: this.clock(), total: this.total });
-    return this.total;
+    this.series.push({ t, ...this.totals });
+    return this.totals.total;
+  }
+
+  private read(line: string, t: number): void {
+    if (!line.includes(DIAGNOSTICS)) {
+      this.totals.bytes += Buffer.byteLength(line) + 1;
+      this.totals.lines += 1;
+      return;
+    }
+    const fields = JSON.parse(line) as Record<string, number | null>;
+    this.totals.total += Number(fields[this.countField] ?? 0);
+    this.diagnostics.push({ t, fields });
   }
 
   get count(): number {
-    return this.total;
+    return this.totals.total;
+  }
+
+  /** The change of the totals between the last samples taken at or before `from` and `to`. */
+  between(from: number, to: number): Omit<CountSample, "t"> {
+    // Before the first sample, nothing had been counted.
+    const at = (t: number) => this.series.findLast((sample) => sample.t <= t);
+    const [start, end] = [at(from), at(to)];
+    const delta = (key: "total" | "bytes" | "lines") => (end?.[key] ?? 0) - (start?.[key] ?? 0);
+    return { total: delta("total"), bytes: delta("bytes"), lines: delta("lines") };
   }
 }
+
+/** The worker's log as the bench's phases count stored records with it. */
+export type StoredCounter = FunctionLog;
 
 function fileSize(file: string): number {
   try {

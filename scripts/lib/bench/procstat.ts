@@ -1,138 +1,69 @@
 /**
- * CPU time and memory of the stack's processes, read from /proc (Linux only): cumulative
- * user + system time from /proc/<pid>/stat, resident memory now (VmRSS) and at its peak
- * (VmHWM) from /proc/<pid>/status. A sampler takes one reading of every watched process at a
- * fixed interval, which gives the per-process CPU share over time and at the end.
+ * CPU and memory of the stack's processes over the run, sampled with pidusage every interval,
+ * and of the machine as a whole: its busy cores (os.cpus()) and its CPU pressure, the share of
+ * time some runnable task waited for a core (Linux PSI, /proc/pressure/cpu): CPU queueing.
  */
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import { cpuShare } from "./stats";
-
-/** Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux Node supports. */
-const CLOCK_TICKS_PER_SECOND = 100;
-
-export interface ProcReading {
-  /** Cumulative user + system CPU time, ms. */
-  readonly cpuMs: number;
-  readonly rssBytes: number;
-  /** Peak resident set size of the process so far. */
-  readonly hwmBytes: number;
-}
-
-/** One reading of a process, or undefined when it does not exist (any more). */
-export function readProc(pid: number): ProcReading | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) may hold spaces and parentheses: fields start after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14 and 15 (utime, stime) of the full line are 11 and 12 here (0-based from field 3).
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-    return {
-      cpuMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND,
-      rssBytes: statusKb(status, "VmRSS") * 1024,
-      hwmBytes: statusKb(status, "VmHWM") * 1024,
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-function statusKb(status: string, key: string): number {
-  const match = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status);
-  return match ? Number(match[1]) : 0;
-}
-
-interface ProcInfo {
-  readonly pid: number;
-  readonly ppid: number;
-  readonly pgrp: number;
-  readonly comm: string;
-}
-
-function procInfo(pid: number): ProcInfo | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { pid, comm, ppid: Number(fields[1]), pgrp: Number(fields[2]) };
-  } catch {
-    return undefined;
-  }
-}
-
-function allPids(): number[] {
-  return fs
-    .readdirSync("/proc")
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number);
-}
-
-function cmdline(pid: number): string {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-  } catch {
-    return "";
-  }
-}
-
-/**
- * The JVM of an emulator: its launcher (a shell script for Pub/Sub) may start java as a child
- * in the same process group, so the busiest `java` of the group is taken, or the leader itself.
- */
-export function jvmOfGroup(leaderPid: number | undefined): number | undefined {
-  if (leaderPid === undefined) return undefined;
-  const members = allPids()
-    .map(procInfo)
-    .filter((info): info is ProcInfo => info !== undefined && info.pgrp === leaderPid);
-  const java = members.find((info) => info.comm === "java");
-  return java?.pid ?? members.find((info) => info.pid === leaderPid)?.pid;
-}
-
-/**
- * A child of this process whose command line holds `marker`, e.g. the ingest function's
- * `--target=ingest`: the stack does not expose the ingest pid, and other copies of the stack
- * on this machine (someone's `npm start`) run the same command, so the parent must be us.
- */
-export function childWithArgument(marker: string, parentPid = process.pid): number | undefined {
-  return allPids().find((pid) => {
-    const info = procInfo(pid);
-    return info?.ppid === parentPid && cmdline(pid).includes(marker);
-  });
-}
+import os from "node:os";
+import pidusage from "pidusage";
 
 export interface ProcSample {
   /** ms since the sampler's origin. */
   readonly t: number;
-  /** Busy share of the whole machine since the previous sample (2 = both of 2 cores busy). */
+  /** Busy cores of the whole machine since the previous sample (2 = both of 2 cores). */
   readonly machine: number | undefined;
-  /** CPU share since the previous sample per process (1 = one core), RSS in bytes. */
+  /** Share of the time since the previous sample that some task waited for a core (0-1). */
+  readonly cpuPressure: number | undefined;
+  /** Per process: cores busy since the previous sample (1 = one core), cumulative CPU ms, RSS. */
   readonly cpu: Readonly<Record<string, number>>;
+  readonly cpuMs: Readonly<Record<string, number>>;
   readonly rss: Readonly<Record<string, number>>;
 }
 
 export interface ProcTotals {
   readonly name: string;
-  readonly pid: number | undefined;
-  /** Mean CPU share over the window asked for (1 = one core). */
+  /** CPU time used in the window, ms, and its mean and peak in cores. */
+  readonly cpuMs: number;
   readonly cpuShare: number;
   readonly peakCpuShare: number;
-  /** Largest VmRSS seen in the window's samples. */
+  /** Largest RSS sampled in the window. */
   readonly peakRssBytes: number;
-  /** VmHWM at the end: the peak over the process's whole life. */
-  readonly hwmBytes: number;
 }
 
-/**
- * Samples named processes every `intervalMs`. Pids are resolved on every tick through the
- * given functions, so a restarted worker is followed under its new pid.
- */
+function machineBusyMs(): number {
+  return os
+    .cpus()
+    .reduce((sum, { times }) => sum + times.user + times.nice + times.sys + times.irq, 0);
+}
+
+/** Cumulative µs some task waited for CPU, or undefined where PSI is not available. */
+function cpuPressureUs(): number | undefined {
+  try {
+    const some = /^some .*total=(\d+)/m.exec(fs.readFileSync("/proc/pressure/cpu", "utf8"));
+    return some ? Number(some[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The JVM of an emulator: its launcher may start java as a child in its process group. */
+export function jvmOfGroup(leaderPid: number | undefined): number | undefined {
+  if (leaderPid === undefined) return undefined;
+  const found = spawnSync("pgrep", ["-g", String(leaderPid), "-x", "java"], { encoding: "utf8" });
+  return Number(found.stdout.split("\n")[0]) || leaderPid;
+}
+
+const mean = (values: readonly number[]) =>
+  values.length > 0 ? values.reduce((a, b) => a + b, 0) / values.length : 0;
+
+/** Samples named processes; pids are resolved on every tick, so a restarted one is followed. */
 export class ProcSampler {
   readonly samples: ProcSample[] = [];
-  private lastMachine: { at: number; busyMs: number } | undefined;
+  private previous: { at: number; busyMs: number; pressureUs: number | undefined } | undefined;
   private readonly last = new Map<string, { pid: number; at: number; cpuMs: number }>();
-  private readonly hwm = new Map<string, number>();
-  private readonly pids = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
 
   constructor(
     private readonly targets: Readonly<Record<string, () => number | undefined>>,
@@ -141,82 +72,84 @@ export class ProcSampler {
   ) {}
 
   start(): void {
-    this.tick();
-    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    // A tick that takes longer than the interval (a starved machine) skips the next one.
+    this.timer = setInterval(() => {
+      this.ticking ??= this.tick().finally(() => (this.ticking = undefined));
+    }, this.intervalMs);
     this.timer.unref();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.timer);
-    this.timer = undefined;
-    this.tick();
+    await this.ticking;
+    pidusage.clear();
   }
 
-  private tick(): void {
+  private async tick(): Promise<void> {
+    const named = Object.entries(this.targets).flatMap(([name, resolve]) => {
+      const pid = resolve();
+      return pid === undefined ? [] : [{ name, pid }];
+    });
+    const stats = await Promise.allSettled(named.map(({ pid }) => pidusage(pid)));
     const at = Date.now();
     const cpu: Record<string, number> = {};
+    const cpuMs: Record<string, number> = {};
     const rss: Record<string, number> = {};
-    for (const [name, resolve] of Object.entries(this.targets)) {
-      const pid = resolve();
-      if (pid === undefined) continue;
-      const reading = readProc(pid);
-      if (reading === undefined) continue;
+    named.forEach(({ name, pid }, index) => {
+      const stat = stats[index];
+      if (stat?.status !== "fulfilled") return;
       const previous = this.last.get(name);
-      if (previous !== undefined && previous.pid === pid) {
-        cpu[name] = cpuShare(previous.cpuMs, reading.cpuMs, at - previous.at);
-      }
-      rss[name] = reading.rssBytes;
-      this.last.set(name, { pid, at, cpuMs: reading.cpuMs });
-      this.pids.set(name, pid);
-      this.hwm.set(name, Math.max(this.hwm.get(name) ?? 0, reading.hwmBytes));
-    }
-    const machineNow = machineCpu();
-    const machine =
-      this.lastMachine === undefined
-        ? undefined
-        : cpuShare(this.lastMachine.busyMs, machineNow.busyMs, at - this.lastMachine.at);
-    this.lastMachine = { at, busyMs: machineNow.busyMs };
-    this.samples.push({ t: at - this.origin, machine, cpu, rss });
+      if (previous?.pid === pid)
+        cpu[name] = (stat.value.ctime - previous.cpuMs) / (at - previous.at);
+      cpuMs[name] = stat.value.ctime;
+      rss[name] = stat.value.memory;
+      this.last.set(name, { pid, at, cpuMs: stat.value.ctime });
+    });
+    const now = { at, busyMs: machineBusyMs(), pressureUs: cpuPressureUs() };
+    const before = this.previous;
+    this.previous = now;
+    const wallMs = before === undefined ? 0 : at - before.at;
+    this.samples.push({
+      t: at - this.origin,
+      machine: wallMs > 0 ? (now.busyMs - (before?.busyMs ?? 0)) / wallMs : undefined,
+      cpuPressure:
+        wallMs > 0 && now.pressureUs !== undefined && before?.pressureUs !== undefined
+          ? (now.pressureUs - before.pressureUs) / 1000 / wallMs
+          : undefined,
+      cpu,
+      cpuMs,
+      rss,
+    });
   }
 
-  /** Mean busy share of the whole machine over samples with fromMs < t <= toMs. */
+  private window(fromMs: number, toMs: number): ProcSample[] {
+    return this.samples.filter((sample) => sample.t > fromMs && sample.t <= toMs);
+  }
+
+  /** Mean busy cores of the whole machine over samples with fromMs < t <= toMs. */
   machineShare(fromMs = 0, toMs = Infinity): number {
-    const shares = this.samples.flatMap((sample) =>
-      sample.t > fromMs && sample.t <= toMs && sample.machine !== undefined ? [sample.machine] : [],
-    );
-    return shares.length > 0 ? shares.reduce((a, b) => a + b, 0) / shares.length : 0;
+    return mean(this.window(fromMs, toMs).flatMap((sample) => sample.machine ?? []));
+  }
+
+  /** Mean CPU pressure (0-1) over the window; undefined without PSI. */
+  cpuPressure(fromMs = 0, toMs = Infinity): number | undefined {
+    const shares = this.window(fromMs, toMs).flatMap((sample) => sample.cpuPressure ?? []);
+    return shares.length > 0 ? mean(shares) : undefined;
   }
 
   /** Per-process totals over samples with fromMs < t <= toMs (sampler clock). */
   totals(fromMs = 0, toMs = Infinity): ProcTotals[] {
-    const window = this.samples.filter((sample) => sample.t > fromMs && sample.t <= toMs);
+    const window = this.window(fromMs, toMs);
     return Object.keys(this.targets).map((name) => {
-      const shares = window.flatMap((sample) => {
-        const share = sample.cpu[name];
-        return share === undefined ? [] : [share];
-      });
-      const rss = window.flatMap((sample) => {
-        const bytes = sample.rss[name];
-        return bytes === undefined ? [] : [bytes];
-      });
+      const shares = window.flatMap((sample) => sample.cpu[name] ?? []);
+      const used = window.flatMap((sample) => sample.cpuMs[name] ?? []);
       return {
         name,
-        pid: this.pids.get(name),
-        cpuShare: shares.length > 0 ? shares.reduce((a, b) => a + b, 0) / shares.length : 0,
-        peakCpuShare: shares.length > 0 ? Math.max(...shares) : 0,
-        peakRssBytes: rss.length > 0 ? Math.max(...rss) : 0,
-        hwmBytes: this.hwm.get(name) ?? 0,
+        cpuMs: used.length > 1 ? (used.at(-1) as number) - (used[0] as number) : 0,
+        cpuShare: mean(shares),
+        peakCpuShare: Math.max(0, ...shares),
+        peakRssBytes: Math.max(0, ...window.flatMap((sample) => sample.rss[name] ?? [])),
       };
     });
   }
-}
-
-/** Total CPU time of the machine (all cores, all processes) and its core count, from /proc/stat. */
-export function machineCpu(): { busyMs: number; totalMs: number } {
-  const line = fs.readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
-  const values = line.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (values[3] ?? 0) + (values[4] ?? 0);
-  const total = values.slice(0, 8).reduce((a, b) => a + b, 0);
-  const toMs = (ticks: number) => (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
-  return { busyMs: toMs(total - idle), totalMs: toMs(total) };
 }

@@ -13,14 +13,6 @@ import { median } from "./stats";
 
 type Redact = (text: string) => { readonly text: string };
 
-export interface RedactionSpeedOptions {
-  /** A module exporting `redact(text)`, timed beside the current implementation. */
-  readonly baselinePath: string | undefined;
-  /** Timed rounds per implementation and corpus (after two warm-up rounds). */
-  readonly rounds: number;
-  readonly lines: number;
-}
-
 export interface RedactionSpeedResult {
   readonly corpus: string;
   readonly lines: number;
@@ -34,27 +26,13 @@ export interface RedactionSpeedResult {
   readonly ratio: number | undefined;
 }
 
-function corpora(lines: number): { name: string; lines: string[] }[] {
-  const payloadLines: string[] = [];
-  for (let index = 0; payloadLines.length < lines; index += 1) {
-    payloadLines.push(...recordText(index, 7).split("\n"));
-  }
-  return [
-    { name: "load payloads, line by line", lines: payloadLines.slice(0, lines) },
-    { name: "realistic log lines (log-corpus.ts)", lines: realisticLogLines(lines, 11) },
-  ];
-}
-
-function timeRound(implementation: Redact, lines: readonly string[], megabytes: number): number {
-  const started = process.hrtime.bigint();
-  for (const line of lines) implementation(line);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  return megabytes / seconds;
-}
-
-export async function measureRedactionSpeed(
-  options: RedactionSpeedOptions,
-): Promise<RedactionSpeedResult[]> {
+export async function measureRedactionSpeed(options: {
+  /** A module exporting `redact(text)`, timed beside the current implementation. */
+  readonly baselinePath: string | undefined;
+  /** Timed rounds per implementation and corpus (after two warm-up rounds). */
+  readonly rounds: number;
+  readonly lines: number;
+}): Promise<RedactionSpeedResult[]> {
   const implementations: { name: string; redact: Redact }[] = [
     { name: "current", redact: (text) => redact(text) },
   ];
@@ -65,25 +43,34 @@ export async function measureRedactionSpeed(
     }
     implementations.push({ name: `baseline (${options.baselinePath})`, redact: baseline.redact });
   }
-
-  return corpora(options.lines).map(({ name, lines }) => {
-    const megabytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line, "utf8"), 0) / 1e6;
-    const samples = implementations.map(() => [] as number[]);
+  const payloadLines = Array.from({ length: options.lines }, (_, index) =>
+    recordText(index, 7).split("\n"),
+  )
+    .flat()
+    .slice(0, options.lines);
+  const corpora = {
+    "load payloads, line by line": payloadLines,
+    "realistic log lines (log-corpus.ts)": realisticLogLines(options.lines, 11),
+  };
+  return Object.entries(corpora).map(([corpus, lines]) => {
+    const megabytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line), 0) / 1e6;
+    const rates = implementations.map(() => [] as number[]);
     for (let round = 0; round < options.rounds + 2; round += 1) {
       implementations.forEach((implementation, index) => {
-        const rate = timeRound(implementation.redact, lines, megabytes);
-        if (round >= 2) samples[index]?.push(rate);
+        const started = process.hrtime.bigint();
+        for (const line of lines) implementation.redact(line);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        if (round >= 2) rates[index]?.push(megabytes / seconds); // two warm-up rounds
       });
     }
-    const measured = implementations.map((implementation, index) => ({
-      name: implementation.name,
-      mbPerSecond: samples[index] ?? [],
-      medianMbPerSecond: median(samples[index] ?? []) ?? 0,
+    const measured = implementations.map(({ name }, index) => ({
+      name,
+      mbPerSecond: rates[index] ?? [],
+      medianMbPerSecond: median(rates[index] ?? []) ?? 0,
     }));
-    const current = measured[0]?.medianMbPerSecond;
-    const baseline = measured[1]?.medianMbPerSecond;
+    const [current, baseline] = measured.map((item) => item.medianMbPerSecond);
     return {
-      corpus: name,
+      corpus,
       lines: lines.length,
       megabytes: Math.round(megabytes * 100) / 100,
       implementations: measured,
@@ -96,9 +83,9 @@ export function renderRedactionSpeed(results: readonly RedactionSpeedResult[]): 
   const rows = results.flatMap((result) => [
     `  ${result.corpus}: ${result.lines} lines, ${result.megabytes} MB`,
     ...result.implementations.map(
-      (implementation) =>
-        `    ${implementation.name.padEnd(60)} median ${implementation.medianMbPerSecond.toFixed(1).padStart(6)} MB/s` +
-        ` (rounds: ${implementation.mbPerSecond.map((rate) => rate.toFixed(1)).join(", ")})`,
+      ({ name, medianMbPerSecond, mbPerSecond }) =>
+        `    ${name.padEnd(60)} median ${medianMbPerSecond.toFixed(1).padStart(6)} MB/s` +
+        ` (rounds: ${mbPerSecond.map((rate) => rate.toFixed(1)).join(", ")})`,
     ),
     ...(result.ratio === undefined ? [] : [`    current / baseline: ${result.ratio.toFixed(2)}`]),
   ]);

@@ -1,16 +1,20 @@
 /**
- * What a benchmark run produces: the result object written as JSON, the time series behind the
- * chart, the verdict on each target of the issue, a plain-text table for the terminal and
- * docs/PERFORMANCE.md, and a self-contained HTML page with inline SVG charts (no dependency,
- * no script, opens offline).
+ * What a benchmark run produces from its result object: the verdict on each target of the
+ * issue, plain-text tables (for the terminal and docs/PERFORMANCE.md), and charts declared as
+ * one Vega-Lite spec over the run's data, drawn to SVG by Vega here, embedded in a
+ * self-contained HTML page (no script, no fetch: it opens offline) and rendered to PNG by resvg.
  */
+import { Resvg } from "@resvg/resvg-js";
+import * as vega from "vega";
+import * as vegaLite from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
 import { BATCH_ENCODINGS } from "./batch-encodings";
-import type { RedactionSpeedResult } from "./redaction-speed";
 import type { CeilingResult } from "./ceilings";
-import type { CountSample } from "./log-counter";
+import type { CountSample, FunctionLog } from "./log-counter";
 import type { PhaseResult, RequestPoint } from "./product";
 import type { ProcSample } from "./procstat";
-import { bucketize, round } from "./stats";
+import type { RedactionSpeedResult } from "./redaction-speed";
+import { round, summarize, type Summary } from "./stats";
 
 export interface MachineInfo {
   readonly date: string;
@@ -24,17 +28,36 @@ export interface MachineInfo {
   readonly loadAverageAtStart: readonly number[];
 }
 
+/** One value of one line of one chart over time: the charts' data, in Vega-Lite's long form. */
 export interface SeriesPoint {
-  /** Bucket start, seconds since the run's origin. */
+  /** Seconds since the run's origin. */
   readonly t: number;
-  readonly sentRecords: number;
-  readonly acceptedRecords: number;
-  readonly storedRecords: number;
-  readonly latencyP50: number | undefined;
-  readonly latencyP99: number | undefined;
-  readonly cpu: Readonly<Record<string, number>>;
-  readonly rssMiB: Readonly<Record<string, number>>;
-  readonly machineCpu: number | undefined;
+  readonly chart: "throughput" | "latency" | "cpu" | "memory";
+  readonly series: string;
+  readonly value: number | null;
+}
+
+/** What one function cost per accepted record in a phase, and its tail-latency candidates. */
+export interface FunctionCost {
+  readonly logBytesPerRecord: number;
+  readonly logLinesPerRecord: number;
+  readonly cpuMsPerRecord: number;
+  /** Event-loop delay over the phase's diagnostics windows, ms: the worst window's p99, max. */
+  readonly eventLoopDelayP99: number | undefined;
+  readonly eventLoopDelayMax: number | undefined;
+  readonly gcPauses: number;
+  readonly gcPauseMs: number;
+  readonly gcPauseMaxMs: number;
+}
+
+export interface PhaseCost {
+  readonly phase: string;
+  /** Most requests due (or sent) and not yet answered at one time. */
+  readonly mostOutstanding: number;
+  readonly ingest: FunctionCost;
+  readonly worker: FunctionCost;
+  /** Share of the phase some task waited for a core (PSI); undefined where unavailable. */
+  readonly cpuPressure: number | undefined;
 }
 
 export interface BenchResult {
@@ -45,171 +68,221 @@ export interface BenchResult {
   readonly options: Readonly<Record<string, unknown>>;
   readonly functionsEnv: Readonly<Record<string, string>>;
   readonly ceilings: readonly CeilingResult[];
-  /** Redaction speed measured before the stack started (redaction-speed.ts). */
   readonly redaction?: readonly RedactionSpeedResult[];
-  readonly singleTarget: {
-    readonly perSecond: number;
-    readonly basis: string;
-    readonly offered: number;
-  };
+  readonly singleTarget: { readonly perSecond: number; readonly basis: string };
   readonly phases: readonly PhaseResult[];
+  readonly costs: readonly PhaseCost[];
   readonly segments: readonly {
     readonly name: string;
     readonly from: number;
     readonly to: number;
   }[];
   readonly series: readonly SeriesPoint[];
-}
-
-export interface TargetVerdict {
-  readonly target: string;
-  readonly met: boolean;
-  readonly evidence: string;
+  readonly targets?: readonly {
+    readonly target: string;
+    readonly met: boolean;
+    readonly evidence: string;
+  }[];
 }
 
 const MIB = 1024 * 1024;
 
-/** Per-second buckets of requests, stored records and process samples over the whole run. */
-export function buildSeries(input: {
+function mostOutstanding(requests: readonly RequestPoint[]): number {
+  const steps = requests.flatMap((r): [number, number][] => [
+    [r.t, 1],
+    [r.t + r.latencyMs, -1],
+  ]);
+  steps.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  return steps.reduce((most, [, step]) => Math.max(most, (now += step)), 0);
+}
+
+/** Per phase: log bytes and CPU per record, event-loop delay and GC, CPU queueing. */
+export function phaseCosts(input: {
+  readonly phases: readonly PhaseResult[];
   readonly requests: readonly RequestPoint[];
-  readonly stored: readonly CountSample[];
-  readonly samples: readonly ProcSample[];
-  readonly end: number;
-  readonly widthMs: number;
-}): SeriesPoint[] {
-  const { requests, stored, samples, end, widthMs } = input;
-  const answered = requests.filter((request) => request.status !== null);
-  const latency = bucketize(
-    answered.map((request) => ({ t: request.t, value: request.latencyMs })),
-    { origin: 0, end, widthMs },
-  );
-  const n = latency.length;
-  const sent = new Array<number>(n).fill(0);
-  const accepted = new Array<number>(n).fill(0);
-  for (const request of requests) {
-    const index = Math.floor(request.t / widthMs);
-    if (index < 0 || index >= n) continue;
-    sent[index] = (sent[index] ?? 0) + request.records;
-    accepted[index] = (accepted[index] ?? 0) + request.accepted;
-  }
-  // Stored per bucket: the increase of the cumulative counter across the bucket.
-  const storedIn = new Array<number>(n).fill(0);
-  let previous = stored[0]?.total ?? 0;
-  for (const sample of stored) {
-    const index = Math.min(n - 1, Math.max(0, Math.floor(sample.t / widthMs)));
-    storedIn[index] = (storedIn[index] ?? 0) + (sample.total - previous);
-    previous = sample.total;
-  }
-  return latency.map((bucket, index) => {
-    const inBucket = samples.filter(
-      (sample) => sample.t >= bucket.t && sample.t < bucket.t + widthMs,
-    );
-    const cpu: Record<string, number> = {};
-    const rss: Record<string, number> = {};
-    const machine: number[] = [];
-    for (const sample of inBucket) {
-      for (const [name, share] of Object.entries(sample.cpu)) {
-        cpu[name] = Math.max(cpu[name] ?? 0, share);
-      }
-      for (const [name, bytes] of Object.entries(sample.rss)) {
-        rss[name] = Math.max(rss[name] ?? 0, Math.round(bytes / MIB));
-      }
-      if (sample.machine !== undefined) machine.push(sample.machine);
-    }
-    const scale = 1000 / widthMs;
+  readonly logs: Readonly<
+    Record<"ingest" | "worker", Pick<FunctionLog, "between" | "diagnostics">>
+  >;
+  readonly cpuPressure: (from: number, to: number) => number | undefined;
+}): PhaseCost[] {
+  return input.phases.map((phase) => {
+    const { from, to } = phase.window;
+    const records = Math.max(1, phase.acceptedRecords);
+    const cost = (name: "ingest" | "worker"): FunctionCost => {
+      const log = input.logs[name];
+      const written = log.between(from, to);
+      const windows = log.diagnostics.filter((d) => d.t > from && d.t <= to).map((d) => d.fields);
+      const all = (field: string) => windows.flatMap((fields) => fields[field] ?? []);
+      const worst = (field: string) =>
+        all(field).length > 0 ? Math.max(...all(field)) : undefined;
+      return {
+        logBytesPerRecord: written.bytes / records,
+        logLinesPerRecord: written.lines / records,
+        cpuMsPerRecord: (phase.processes.find((p) => p.name === name)?.cpuMs ?? 0) / records,
+        eventLoopDelayP99: worst("event_loop_delay_p99_ms"),
+        eventLoopDelayMax: worst("event_loop_delay_max_ms"),
+        gcPauses: all("gc_pauses").reduce((a, b) => a + b, 0),
+        gcPauseMs: all("gc_pause_ms").reduce((a, b) => a + b, 0),
+        gcPauseMaxMs: worst("gc_pause_max_ms") ?? 0,
+      };
+    };
     return {
-      t: bucket.t / 1000,
-      sentRecords: (sent[index] ?? 0) * scale,
-      acceptedRecords: (accepted[index] ?? 0) * scale,
-      storedRecords: (storedIn[index] ?? 0) * scale,
-      latencyP50: bucket.p50,
-      latencyP99: bucket.p99,
-      cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v) as number])),
-      rssMiB: rss,
-      machineCpu:
-        machine.length > 0 ? round(machine.reduce((a, b) => a + b, 0) / machine.length) : undefined,
+      phase: phase.name,
+      mostOutstanding: mostOutstanding(input.requests.filter((r) => r.phase === phase.name)),
+      ingest: cost("ingest"),
+      worker: cost("worker"),
+      cpuPressure: input.cpuPressure(from, to),
     };
   });
 }
 
-/** The issue's targets, judged on this run's figures. */
-export function evaluateTargets(result: BenchResult): TargetVerdict[] {
-  const byName = (name: string) => result.phases.find((phase) => phase.name === name);
-  const verdicts: TargetVerdict[] = [];
-  const reconcileText = (phase: PhaseResult) =>
-    phase.reconcile === undefined
-      ? "not reconciled"
-      : `${phase.reconcile.stored}/${phase.reconcile.accepted} stored, ${phase.reconcile.missing} missing, ` +
-        `${phase.reconcile.duplicated} duplicated, ${phase.reconcile.unexpected} unexpected`;
-  const clean = (phase: PhaseResult) => phase.reconcile?.ok === true && phase.inDoubtRecords === 0;
-
-  const single = byName("single");
-  const target = result.singleTarget.perSecond;
-  if (single !== undefined) {
-    const sustained =
-      single.acceptedRecordsPerSecond >= 0.97 * target &&
-      single.storedPerSecondDuringLoad >= 0.95 * target &&
-      single.drained &&
-      single.drainMs <= 10_000 &&
-      clean(single);
-    verdicts.push({
-      target: `Single-record path sustains >= ${round(target)} records/s (${result.singleTarget.basis}) end to end with zero loss`,
-      met: sustained,
-      evidence:
-        `offered ${round(single.offeredRecordsPerSecond)}/s, accepted ${round(single.acceptedRecordsPerSecond)}/s, ` +
-        `stored ${round(single.storedPerSecondDuringLoad)}/s during load, drain ${round(single.drainMs / 1000)} s, ` +
-        reconcileText(single),
-    });
-    verdicts.push({
-      target: `Ingest p99 <= 50 ms at the single-record target rate`,
-      met: (single.latency?.p99 ?? Infinity) <= 50,
-      evidence: `p50 ${single.latency?.p50 ?? "-"} ms, p95 ${single.latency?.p95 ?? "-"} ms, p99 ${single.latency?.p99 ?? "-"} ms`,
-    });
-    verdicts.push({
-      target: "Backlog drains within 10 s after the sustained run",
-      met: single.drained && single.drainMs <= 10_000,
-      evidence: single.drained
-        ? `drained ${round(single.drainMs / 1000)} s after the last answer`
-        : `not drained after ${round(single.drainMs / 1000)} s`,
-    });
+/** The charts' values over the whole run: per second of schedule, and per process sample. */
+export function buildSeries(input: {
+  readonly requests: readonly RequestPoint[];
+  readonly stored: readonly CountSample[];
+  readonly samples: readonly ProcSample[];
+}): SeriesPoint[] {
+  const points: SeriesPoint[] = [];
+  // A value that is not a finite number is kept as null: Vega-Lite breaks the line there.
+  const add = (t: number, chart: SeriesPoint["chart"], series: string, value?: number) => {
+    const finite = value !== undefined && Number.isFinite(value);
+    if (finite || chart === "latency")
+      points.push({ t, chart, series, value: finite ? (round(value) as number) : null });
+  };
+  const bySecond = new Map<number, RequestPoint[]>();
+  for (const request of input.requests) {
+    const second = Math.floor(request.t / 1000);
+    bySecond.set(second, bySecond.get(second) ?? []);
+    bySecond.get(second)?.push(request);
   }
-  const brief = byName("brief");
-  if (brief !== undefined) {
-    verdicts.push({
-      target: "Ingest p99 <= 15 ms at the brief's 1,000 requests/minute",
-      met: (brief.latency?.p99 ?? Infinity) <= 15 && clean(brief),
-      evidence: `p50 ${brief.latency?.p50 ?? "-"} ms, p99 ${brief.latency?.p99 ?? "-"} ms; ${reconcileText(brief)}`,
-    });
+  for (let t = 0; t <= Math.max(-1, ...bySecond.keys()); t += 1) {
+    const requests = bySecond.get(t) ?? [];
+    add(
+      t,
+      "throughput",
+      "offered (due)",
+      requests.reduce((sum, r) => sum + r.records, 0),
+    );
+    add(
+      t,
+      "throughput",
+      "accepted",
+      requests.reduce((sum, r) => sum + r.accepted, 0),
+    );
+    const latency = summarize(requests.filter((r) => r.status !== null).map((r) => r.latencyMs));
+    for (const p of ["p50", "p99", "max"] as const) add(t, "latency", p, latency?.[p]);
   }
-  for (const batch of result.phases.filter((phase) => phase.kind === "batch")) {
-    verdicts.push({
-      target: `Batch path (${pathLabel(batch)}) stores >= 5,000 records/s end to end`,
-      met: batch.storedPerSecondEndToEnd >= 5_000 && batch.drained && clean(batch),
-      evidence:
-        `offered ${round(batch.offeredRecordsPerSecond)}/s, accepted ${round(batch.acceptedRecordsPerSecond)}/s, ` +
-        `stored ${round(batch.storedPerSecondEndToEnd)}/s from first request to last write ` +
-        `(${round(batch.storedPerSecondDuringLoad)}/s during load), drain ${round(batch.drainMs / 1000)} s, ` +
-        reconcileText(batch),
-    });
+  // Stored per second: the increase of the cumulative count across each second.
+  const stored = new Map<number, number>();
+  input.stored.forEach(({ t, total }, index) => {
+    const second = Math.floor(t / 1000);
+    stored.set(
+      second,
+      (stored.get(second) ?? 0) + total - (input.stored[index - 1]?.total ?? total),
+    );
+  });
+  for (const [t, count] of stored) add(t, "throughput", "stored", count);
+  for (const { t, cpu, rss, machine, cpuPressure } of input.samples) {
+    for (const [name, cores] of Object.entries(cpu)) add(t / 1000, "cpu", name, cores);
+    add(t / 1000, "cpu", "whole machine", machine);
+    add(t / 1000, "cpu", "CPU pressure (0-1)", cpuPressure);
+    for (const [name, bytes] of Object.entries(rss)) add(t / 1000, "memory", name, bytes / MIB);
   }
-  const workerPeak = Math.max(
-    0,
-    ...result.phases.flatMap((phase) =>
-      phase.processes.filter((proc) => proc.name === "worker").map((proc) => proc.hwmBytes),
-    ),
-  );
-  if (workerPeak > 0) {
-    verdicts.push({
-      target: "Process function within 256 MiB",
-      met: workerPeak <= 256 * MIB,
-      evidence: `worker peak RSS (VmHWM) ${round(workerPeak / MIB)} MiB`,
-    });
-  }
-  return verdicts;
+  return points;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Plain-text table
+const fmt = (value: number | undefined) =>
+  value === undefined || !Number.isFinite(value) ? "-" : String(round(value));
+
+const reconcileText = ({ reconcile: r }: PhaseResult) =>
+  r === undefined
+    ? "not reconciled"
+    : `${r.stored}/${r.accepted} stored, ${r.missing} missing, ${r.duplicated} duplicated, ` +
+      `${r.unexpected} unexpected`;
+
+const latencyText = (l: Summary | undefined) =>
+  l === undefined
+    ? "no answers"
+    : `p50 ${fmt(l.p50)} ms, p90 ${fmt(l.p90)}, p99 ${fmt(l.p99)}, p99.9 ${fmt(l.p999)}, ` +
+      `max ${fmt(l.max)}`;
+
+const rates = (p: PhaseResult) =>
+  `offered ${fmt(p.offeredRecordsPerSecond)}/s, accepted ${fmt(p.acceptedRecordsPerSecond)}/s, ` +
+  `stored ${fmt(p.storedPerSecondEndToEnd)}/s end to end, drain ${fmt(p.drainMs / 1000)} s, ` +
+  reconcileText(p);
+
+/** "NDJSON x 500", "OTLP protobuf x 500", "single record". */
+const pathLabel = (phase: PhaseResult) =>
+  phase.kind === "batch"
+    ? `${BATCH_ENCODINGS[phase.encoding ?? "ndjson"].label} x ${phase.batchSize}`
+    : "single record";
+
+/** The issue's targets, judged on this run's figures. */
+export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["targets"]> {
+  const clean = (p: PhaseResult) => p.reconcile?.ok === true && p.inDoubtRecords === 0;
+  const single = result.phases.find((phase) => phase.name === "single");
+  const brief = result.phases.find((phase) => phase.name === "brief");
+  const target = result.singleTarget.perSecond;
+  const drained = (p: PhaseResult) => p.drained && p.drainMs <= 10_000;
+  const workerPeak = Math.max(
+    0,
+    ...result.phases.map(
+      (p) => p.processes.find((proc) => proc.name === "worker")?.peakRssBytes ?? 0,
+    ),
+  );
+  type Verdict = NonNullable<BenchResult["targets"]>[number];
+  const verdict = (target: string, met: boolean, evidence: string): Verdict => ({
+    target,
+    met,
+    evidence,
+  });
+  const singleMet = (s: PhaseResult) =>
+    s.acceptedRecordsPerSecond >= 0.97 * target && s.storedPerSecondDuringLoad >= 0.95 * target;
+  const drainText = (p: PhaseResult) =>
+    `${p.drained ? "" : "not "}drained ${fmt(p.drainMs / 1000)} s after the last answer`;
+  return [
+    single &&
+      verdict(
+        `Single-record path sustains >= ${fmt(target)} records/s (${result.singleTarget.basis}) end to end with zero loss`,
+        singleMet(single) && drained(single) && clean(single),
+        rates(single),
+      ),
+    single &&
+      verdict(
+        "Ingest p99 <= 50 ms at the single-record target rate",
+        (single.latency?.p99 ?? Infinity) <= 50,
+        latencyText(single.latency),
+      ),
+    single &&
+      verdict(
+        "Backlog drains within 10 s after the sustained run",
+        drained(single),
+        drainText(single),
+      ),
+    brief &&
+      verdict(
+        "Ingest p99 <= 15 ms at the brief's 1,000 requests/minute",
+        (brief.latency?.p99 ?? Infinity) <= 15 && clean(brief),
+        `${latencyText(brief.latency)}; ${reconcileText(brief)}`,
+      ),
+    ...result.phases
+      .filter((phase) => phase.kind === "batch")
+      .map((batch) =>
+        verdict(
+          `Batch path (${pathLabel(batch)}) stores >= 5,000 records/s end to end`,
+          batch.storedPerSecondEndToEnd >= 5_000 && batch.drained && clean(batch),
+          rates(batch),
+        ),
+      ),
+    workerPeak > 0 &&
+      verdict(
+        "Process function within 256 MiB",
+        workerPeak <= 256 * MIB,
+        `worker peak RSS ${fmt(workerPeak / MIB)} MiB (sampled every 0.5 s)`,
+      ),
+  ].filter((item): item is Verdict => typeof item === "object");
+}
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((header, column) =>
@@ -217,329 +290,274 @@ function table(headers: readonly string[], rows: readonly (readonly string[])[])
   );
   const line = (cells: readonly string[]) =>
     `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(" | ")} |`;
-  return [
-    line(headers),
-    `|${widths.map((width) => "-".repeat(width + 2)).join("|")}|`,
-    ...rows.map(line),
-  ].join("\n");
+  const rule = `|${widths.map((width) => "-".repeat(width + 2)).join("|")}|`;
+  return [line(headers), rule, ...rows.map(line)].join("\n");
 }
 
-const fmt = (value: number | undefined, unit = "") =>
-  value === undefined || !Number.isFinite(value) ? "-" : `${round(value)}${unit}`;
-
-/** "NDJSON x 500", "OTLP protobuf x 500", "single record". */
-function pathLabel(phase: PhaseResult): string {
-  return phase.kind === "batch"
-    ? `${BATCH_ENCODINGS[phase.encoding ?? "ndjson"].label} x ${phase.batchSize}`
-    : "single record";
+/** Where the single-record tail comes from: ingest's against the broker's own, the candidates. */
+function tailTable(result: BenchResult): string | undefined {
+  const single = result.phases.find((phase) => phase.name === "single");
+  const cost = result.costs.find((item) => item.phase === "single");
+  const broker = result.ceilings.find((item) => item.latency !== undefined)?.latency;
+  if (single?.latency === undefined || cost === undefined) return undefined;
+  const ratio = (p: keyof Summary) =>
+    broker === undefined
+      ? "-"
+      : `${fmt(single.latency?.[p])} / ${fmt(broker[p])} = ${fmt((single.latency?.[p] ?? 0) / broker[p])} x`;
+  const phaseMs = single.loadSeconds * 1000 + single.drainMs;
+  const gc = (f: FunctionCost) =>
+    `${f.gcPauses} pauses, ${fmt(f.gcPauseMs)} ms (${fmt((100 * f.gcPauseMs) / phaseMs)} % of the phase), longest ${fmt(f.gcPauseMaxMs)} ms`;
+  const cpu = (name: string) => {
+    const proc = single.processes.find((p) => p.name === name);
+    return `${fmt(proc?.cpuShare)} / ${fmt(proc?.peakCpuShare)}`;
+  };
+  return table(
+    [`Tail at ${fmt(single.offeredRecordsPerSecond)} records/s (single phase)`, "measured"],
+    [
+      ["ingest latency, ms", latencyText(single.latency)],
+      ["broker publish-ack latency, same rate and run, ms", latencyText(broker)],
+      ["ingest / broker at p50", ratio("p50")],
+      ["ingest / broker at p99", ratio("p99")],
+      ["ingest / broker at p99.9", ratio("p999")],
+      [
+        "event-loop delay, ingest: worst window p99 / max ms",
+        `${fmt(cost.ingest.eventLoopDelayP99)} / ${fmt(cost.ingest.eventLoopDelayMax)}`,
+      ],
+      [
+        "event-loop delay, worker: worst window p99 / max ms",
+        `${fmt(cost.worker.eventLoopDelayP99)} / ${fmt(cost.worker.eventLoopDelayMax)}`,
+      ],
+      ["GC pauses, ingest", gc(cost.ingest)],
+      ["GC pauses, worker", gc(cost.worker)],
+      ["machine CPU busy, cores", `${fmt(single.machineCpuShare)} of ${result.machine.nproc}`],
+      [
+        "CPU pressure: time some task waited for a core",
+        cost.cpuPressure === undefined ? "no PSI" : `${fmt(100 * cost.cpuPressure)} %`,
+      ],
+      ["ingest CPU mean / peak, cores", cpu("ingest")],
+      ["worker CPU mean / peak, cores", cpu("worker")],
+      ["most requests outstanding at once", String(cost.mostOutstanding)],
+    ],
+  );
 }
 
 /** Markdown tables (which read as plain text in a terminal too). */
-export function renderTable(result: BenchResult & { targets?: readonly TargetVerdict[] }): string {
-  const { machine } = result;
-  const parts: string[] = [];
-  parts.push(
+export function renderTable(result: BenchResult): string {
+  const { machine, phases } = result;
+  const cost = (p: PhaseResult) => result.costs.find((item) => item.phase === p.name);
+  const pair = (a: number | undefined, b: number | undefined) => `${fmt(a)} / ${fmt(b)}`;
+  const perRecord = (p: PhaseResult, key: "logBytesPerRecord" | "cpuMsPerRecord") =>
+    pair(cost(p)?.ingest[key], cost(p)?.worker[key]);
+  const rows: [string, (p: PhaseResult) => number | string | undefined][] = [
+    ["path", pathLabel],
+    ["request body KiB (mean, on the wire)", (p) => (p.meanRequestBytes ?? NaN) / 1024],
+    ["offered records/s", (p) => p.offeredRecordsPerSecond],
+    ["achieved: requests sent/s", (p) => p.sentRequestsPerSecond],
+    ["accepted (202; OTLP 200) requests/s", (p) => p.acceptedRequestsPerSecond],
+    ["accepted records/s", (p) => p.acceptedRecordsPerSecond],
+    ["most requests outstanding", (p) => cost(p)?.mostOutstanding],
+    ["load duration s", (p) => p.loadSeconds],
+    ["statuses", (p) => JSON.stringify(p.statuses).replace(/[{}"]/g, "")],
+    ...(["p50", "p90", "p99", "p999", "max"] as const).map((q): (typeof rows)[number] => [
+      `ingest latency ${q.replace("p999", "p99.9")} ms`,
+      (p) => p.latency?.[q],
+    ]),
+    ["stored records/s during load", (p) => p.storedPerSecondDuringLoad],
+    ["stored records/s end to end", (p) => p.storedPerSecondEndToEnd],
+    ["drain after load s", (p) => `${p.drained ? "" : ">"}${fmt(p.drainMs / 1000)}`],
+    ["accepted / stored", (p) => pair(p.reconcile?.accepted, p.reconcile?.stored)],
+    ["lost (missing) / duplicated", (p) => pair(p.reconcile?.missing, p.reconcile?.duplicated)],
+    ["unexpected documents", (p) => p.reconcile?.unexpected],
+    ["log bytes per record: ingest / worker", (p) => perRecord(p, "logBytesPerRecord")],
+    ["CPU ms per record: ingest / worker", (p) => perRecord(p, "cpuMsPerRecord")],
+    ["machine CPU busy, cores", (p) => p.machineCpuShare],
+    ["CPU pressure % (some task waiting)", (p) => 100 * (cost(p)?.cpuPressure ?? NaN)],
+  ];
+  const cell = (value: number | string | undefined) =>
+    typeof value === "string" ? value : fmt(value);
+  const names = phases[0]?.processes.map((proc) => proc.name) ?? [];
+  const processCell = (p: PhaseResult, name: string) => {
+    const proc = p.processes.find((item) => item.name === name);
+    return proc
+      ? `${fmt(proc.cpuShare)} / ${fmt(proc.peakCpuShare)}, ${fmt(proc.peakRssBytes / MIB)}`
+      : "-";
+  };
+  const others = (p: PhaseResult) =>
+    fmt(Math.max(0, p.machineCpuShare - p.processes.reduce((sum, proc) => sum + proc.cpuShare, 0)));
+  return [
     `Run ${result.runId}${result.label ? ` (${result.label})` : ""}: ${machine.date}, ${machine.nproc} cores ` +
       `${machine.cpuModel}, ${machine.memory}, Node ${machine.node}, load average at start ` +
       `${machine.loadAverageAtStart.join(" ")} / at end ${result.loadAverageAtEnd.join(" ")}`,
-  );
-  if (result.ceilings.length > 0) {
-    parts.push(
-      table(
-        ["Ceiling (trivial client, same run)", "rate/s", "count", "s", "how"],
-        result.ceilings.map((item) => [
-          item.name,
-          fmt(item.rate),
-          String(item.count),
-          fmt(item.seconds),
-          item.note,
-        ]),
-      ),
-    );
-  }
-  const phases = result.phases;
-  const row = (label: string, value: (phase: PhaseResult) => string) => [
-    label,
-    ...phases.map(value),
-  ];
-  parts.push(
+    result.ceilings.length === 0
+      ? undefined
+      : table(
+          ["Ceiling (trivial client, same run)", "rate/s", "count", "s", "how"],
+          result.ceilings.map((c) => [c.name, fmt(c.rate), fmt(c.count), fmt(c.seconds), c.note]),
+        ),
     table(
       ["Product", ...phases.map((phase) => phase.name)],
-      [
-        row("path", pathLabel),
-        row("request body KiB (mean, on the wire)", (p) =>
-          fmt(p.meanRequestBytes === undefined ? undefined : p.meanRequestBytes / 1024),
-        ),
-        row("offered records/s", (p) => fmt(p.offeredRecordsPerSecond)),
-        row("load duration s", (p) => fmt(p.loadSeconds)),
-        row("requests sent/s", (p) => fmt(p.sentRequestsPerSecond)),
-        row("accepted (202; OTLP 200) req/s", (p) => fmt(p.acceptedRequestsPerSecond)),
-        row("accepted records/s", (p) => fmt(p.acceptedRecordsPerSecond)),
-        row("statuses", (p) =>
-          Object.entries(p.statuses)
-            .map(([status, count]) => `${status}:${count}`)
-            .join(" "),
-        ),
-        row("ingest latency p50 ms", (p) => fmt(p.latency?.p50)),
-        row("ingest latency p95 ms", (p) => fmt(p.latency?.p95)),
-        row("ingest latency p99 ms", (p) => fmt(p.latency?.p99)),
-        row("ingest latency max ms", (p) => fmt(p.latency?.max)),
-        row("stored records/s during load", (p) => fmt(p.storedPerSecondDuringLoad)),
-        row("stored records/s end to end", (p) => fmt(p.storedPerSecondEndToEnd)),
-        row("drain after load s", (p) =>
-          p.drained ? fmt(p.drainMs / 1000) : `>${fmt(p.drainMs / 1000)} (not drained)`,
-        ),
-        row("accepted / stored", (p) =>
-          p.reconcile ? `${p.reconcile.accepted} / ${p.reconcile.stored}` : "-",
-        ),
-        row("lost (missing)", (p) => (p.reconcile ? String(p.reconcile.missing) : "-")),
-        row("duplicated", (p) => (p.reconcile ? String(p.reconcile.duplicated) : "-")),
-        row("unexpected", (p) => (p.reconcile ? String(p.reconcile.unexpected) : "-")),
-        row("machine CPU busy (of nproc)", (p) => `${fmt(p.machineCpuShare)} / ${machine.nproc}`),
-      ],
+      rows.map(([label, value]) => [label, ...phases.map((p) => cell(value(p)))]),
     ),
-  );
-  const names = phases[0]?.processes.map((proc) => proc.name) ?? [];
-  parts.push(
     table(
       ["Process: CPU mean / peak (cores), peak RSS MiB", ...phases.map((phase) => phase.name)],
-      names
-        .map((name) => [
-          name,
-          ...phases.map((phase) => {
-            const proc = phase.processes.find((item) => item.name === name);
-            return proc === undefined
-              ? "-"
-              : `${fmt(proc.cpuShare)} / ${fmt(proc.peakCpuShare)}, ${fmt(proc.peakRssBytes / MIB)}`;
-          }),
-        ])
-        .concat([
-          [
-            "other processes on the machine",
-            ...phases.map((phase) => {
-              const ours = phase.processes.reduce((sum, proc) => sum + proc.cpuShare, 0);
-              return `${fmt(Math.max(0, phase.machineCpuShare - ours))} (machine ${fmt(phase.machineCpuShare)} of ${machine.nproc})`;
-            }),
-          ],
-        ]),
+      [
+        ...names.map((name) => [name, ...phases.map((p) => processCell(p, name))]),
+        ["other processes on the machine", ...phases.map(others)],
+      ],
     ),
-  );
-  const hwm = phases.at(-1)?.processes ?? [];
-  parts.push(
-    `Peak RSS over the whole run (VmHWM): ${hwm
-      .map((proc) => `${proc.name} ${fmt(proc.hwmBytes / MIB)} MiB`)
-      .join(", ")}`,
-  );
-  if (result.targets !== undefined) {
-    parts.push(
-      table(
-        ["Target", "met", "evidence"],
-        result.targets.map((verdict) => [
-          verdict.target,
-          verdict.met ? "yes" : "NO",
-          verdict.evidence,
-        ]),
-      ),
-    );
-  }
-  return parts.join("\n\n");
+    tailTable(result),
+    result.targets === undefined
+      ? undefined
+      : table(
+          ["Target", "met", "evidence"],
+          result.targets.map((v) => [v.target, v.met ? "yes" : "NO", v.evidence]),
+        ),
+  ]
+    .filter((part) => part !== undefined)
+    .join("\n\n");
 }
 
-// ---------------------------------------------------------------------------------------------
-// HTML with inline SVG
+const CHARTS = {
+  throughput: ["Records per second: offered (due), accepted, stored", "records/s"],
+  latency: ["Ingest latency per second of schedule (batch phases: per request)", "ms (log)"],
+  cpu: ["CPU per process and whole machine (1 = one core), CPU pressure (0-1)", "cores"],
+  memory: ["Resident memory per process", "MiB"],
+} as const;
 
-interface Line {
-  readonly name: string;
-  readonly color: string;
-  readonly points: readonly (readonly [number, number | undefined])[];
-}
-
-const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f"];
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-function niceMax(value: number): number {
-  if (!(value > 0)) return 1;
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (value <= step * magnitude) return step * magnitude;
-  return 10 * magnitude;
-}
-
-function chart(options: {
-  readonly title: string;
-  readonly unit: string;
-  readonly lines: readonly Line[];
-  readonly xMax: number;
-  readonly yMax?: number;
-  readonly bands: BenchResult["segments"];
-}): string {
-  const width = 1100;
-  const height = 260;
-  const left = 60;
-  const right = 10;
-  const top = 28;
-  const bottom = 30;
-  const plotW = width - left - right;
-  const plotH = height - top - bottom;
-  const observed = Math.max(
-    0,
-    ...options.lines.flatMap((line) => line.points.map(([, y]) => y ?? 0)),
-  );
-  const yMax = niceMax(options.yMax ?? observed);
-  const x = (t: number) => left + (t / Math.max(1, options.xMax)) * plotW;
-  const y = (v: number) => top + plotH - (Math.min(v, yMax) / yMax) * plotH;
-  const parts: string[] = [];
-  parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
-  );
-  parts.push(
-    `<text x="${left}" y="16" font-size="13" font-weight="bold">${escapeHtml(options.title)}</text>`,
-  );
-  options.bands.forEach((band, index) => {
-    const x0 = x(band.from / 1000);
-    const x1 = x(band.to / 1000);
-    parts.push(
-      `<rect x="${x0.toFixed(1)}" y="${top}" width="${Math.max(0, x1 - x0).toFixed(1)}" height="${plotH}" fill="${
-        index % 2 === 0 ? "#f3f3f3" : "#e8eef7"
-      }"/>`,
-      `<text x="${(x0 + 2).toFixed(1)}" y="${top + 10}" fill="#555" font-size="9">${escapeHtml(band.name)}</text>`,
-    );
-  });
-  for (let i = 0; i <= 4; i += 1) {
-    const value = (yMax * i) / 4;
-    parts.push(
-      `<line x1="${left}" x2="${width - right}" y1="${y(value).toFixed(1)}" y2="${y(value).toFixed(1)}" stroke="#ddd"/>`,
-      `<text x="${left - 4}" y="${(y(value) + 4).toFixed(1)}" text-anchor="end">${round(value)}</text>`,
-    );
-  }
-  const xStep = niceMax(options.xMax / 10);
-  for (let t = 0; t <= options.xMax; t += xStep) {
-    parts.push(`<text x="${x(t).toFixed(1)}" y="${height - 12}" text-anchor="middle">${t}</text>`);
-  }
-  parts.push(
-    `<text x="${width - right}" y="${height - 2}" text-anchor="end">seconds since start</text>`,
-    `<text x="12" y="${top + plotH / 2}" transform="rotate(-90 12 ${top + plotH / 2})" text-anchor="middle">${escapeHtml(options.unit)}</text>`,
-  );
-  options.lines.forEach((line) => {
-    const segments: string[] = [];
-    let current: string[] = [];
-    for (const [t, value] of line.points) {
-      if (value === undefined) {
-        if (current.length > 1) segments.push(current.join(" "));
-        current = [];
-        continue;
-      }
-      current.push(`${x(t).toFixed(1)},${y(value).toFixed(1)}`);
-    }
-    if (current.length > 1) segments.push(current.join(" "));
-    for (const points of segments) {
-      parts.push(
-        `<polyline fill="none" stroke="${line.color}" stroke-width="1.5" points="${points}"/>`,
-      );
-    }
-  });
-  options.lines.forEach((line, index) => {
-    const lx = left + 10 + index * 170;
-    parts.push(
-      `<rect x="${lx}" y="${height - 28}" width="10" height="3" fill="${line.color}"/>`,
-      `<text x="${lx + 14}" y="${height - 24}">${escapeHtml(line.name)}</text>`,
-    );
-  });
-  parts.push("</svg>");
-  return parts.join("\n");
-}
-
-export function renderHtml(result: BenchResult & { targets?: readonly TargetVerdict[] }): string {
-  const series = result.series;
-  const xMax = Math.ceil(series.at(-1)?.t ?? 1) + 1;
-  const processNames = [
-    ...new Set(series.flatMap((point) => Object.keys(point.cpu).concat(Object.keys(point.rssMiB)))),
-  ];
-  const charts = [
-    chart({
-      title: "Throughput: records accepted (202) and stored per second",
-      unit: "records/s",
-      xMax,
-      bands: result.segments,
-      lines: [
+/** The page's charts as one Vega-Lite spec: four panels over time, then the knee. */
+export function chartSpec(result: BenchResult): TopLevelSpec {
+  const bands = result.segments.map((s, index) => ({
+    ...s,
+    from: s.from / 1000,
+    to: s.to / 1000,
+    shade: index % 2,
+  }));
+  // One time axis for every panel: the run, from its first second to its last.
+  const end = Math.max(0, ...bands.map((band) => band.to), ...result.series.map((p) => p.t));
+  const x = {
+    field: "t",
+    type: "quantitative",
+    title: "seconds since start",
+    scale: { domain: [0, Math.ceil(end)], nice: false },
+  };
+  // A panel without data would have no size: only those with data are drawn.
+  const charted = new Set(result.series.map((point) => point.chart));
+  const overTime = Object.entries(CHARTS)
+    .filter(([chart]) => charted.has(chart as SeriesPoint["chart"]))
+    .map(([chart, [title, unit]]) => ({
+      title,
+      width: 1000,
+      height: 200,
+      resolve: { scale: { color: "independent" } },
+      layer: [
         {
-          name: "offered (sent)",
-          color: "#bbbbbb",
-          points: series.map((p) => [p.t, p.sentRecords]),
+          data: { values: bands },
+          mark: "rect",
+          encoding: {
+            x: { ...x, field: "from" },
+            x2: { field: "to" },
+            color: {
+              field: "shade",
+              type: "nominal",
+              scale: { range: ["#f3f3f3", "#e8eef7"] },
+              legend: null,
+            },
+          },
         },
         {
-          name: "accepted",
-          color: PALETTE[0] as string,
-          points: series.map((p) => [p.t, p.acceptedRecords]),
+          data: { values: bands },
+          mark: { type: "text", align: "left", baseline: "top", dx: 2, fontSize: 8, color: "#666" },
+          encoding: { x: { ...x, field: "from" }, y: { value: 2 }, text: { field: "name" } },
         },
         {
-          name: "stored",
-          color: PALETTE[2] as string,
-          points: series.map((p) => [p.t, p.storedRecords]),
+          data: {
+            values: result.series.filter(
+              (p) => p.chart === chart && (chart !== "latency" || p.value !== 0),
+            ),
+          },
+          mark: { type: "line", strokeWidth: 1.2 },
+          encoding: {
+            x,
+            y: {
+              field: "value",
+              type: "quantitative",
+              title: unit,
+              scale: { type: chart === "latency" ? "log" : "linear" },
+            },
+            color: { field: "series", type: "nominal", title: null },
+          },
         },
       ],
-    }),
-    chart({
-      title: "Ingest latency per second of sending (batch phases: per batch request)",
-      unit: "ms",
-      xMax,
-      yMax: Math.min(1_000, Math.max(20, ...series.map((p) => p.latencyP99 ?? 0))),
-      bands: result.segments,
-      lines: [
-        {
-          name: "p50",
-          color: PALETTE[0] as string,
-          points: series.map((p) => [p.t, p.latencyP50]),
-        },
-        {
-          name: "p99",
-          color: PALETTE[1] as string,
-          points: series.map((p) => [p.t, p.latencyP99]),
-        },
-      ],
-    }),
-    chart({
-      title: "CPU per process (1 = one core), peak of the second",
-      unit: "cores",
-      xMax,
-      bands: result.segments,
-      lines: [
-        ...processNames.map((name, index) => ({
-          name,
-          color: PALETTE[index % PALETTE.length] as string,
-          points: series.map((p): [number, number | undefined] => [p.t, p.cpu[name]]),
+    }));
+  const percentiles = { p50: "p50", p90: "p90", p99: "p99", p999: "p99.9", max: "max" } as const;
+  const kneePoints = (source: string, offered: number, latency: Summary | undefined) =>
+    Object.entries(percentiles).map(([key, percentile]) => ({
+      source,
+      offered,
+      percentile,
+      ms: latency?.[key as keyof typeof percentiles] ?? 0,
+    }));
+  const knee = [
+    ...result.phases
+      .filter((phase) => phase.kind === "single")
+      .flatMap((phase) => kneePoints("ingest", phase.offeredRecordsPerSecond, phase.latency)),
+    ...result.ceilings.flatMap((c) =>
+      c.offeredRate === undefined ? [] : kneePoints("broker publish-ack", c.offeredRate, c.latency),
+    ),
+  ].filter((point) => point.ms > 0);
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    background: "white",
+    config: { font: "DejaVu Sans" },
+    vconcat: [
+      ...overTime,
+      ...[knee]
+        .filter((points) => points.length > 0)
+        .map((values) => ({
+          title:
+            "The knee: single-record latency against offered rate (a point a phase; broker: a trivial publisher, same run)",
+          width: 1000,
+          height: 260,
+          data: { values },
+          mark: { type: "line", point: true },
+          encoding: {
+            x: { field: "offered", type: "quantitative", title: "offered records/s" },
+            y: { field: "ms", type: "quantitative", title: "ms (log)", scale: { type: "log" } },
+            color: { field: "percentile", type: "nominal", sort: Object.values(percentiles) },
+            shape: { field: "source", type: "nominal", title: null },
+            detail: { field: "source" },
+          },
         })),
-        { name: "whole machine", color: "#000000", points: series.map((p) => [p.t, p.machineCpu]) },
-      ],
-    }),
-    chart({
-      title: "Resident memory per process",
-      unit: "MiB",
-      xMax,
-      bands: result.segments,
-      lines: processNames.map((name, index) => ({
-        name,
-        color: PALETTE[index % PALETTE.length] as string,
-        points: series.map((p): [number, number | undefined] => [p.t, p.rssMiB[name]]),
-      })),
-    }),
-  ];
+    ],
+  } as TopLevelSpec;
+}
+
+export async function renderSvg(result: BenchResult): Promise<string> {
+  const spec = vegaLite.compile(chartSpec(result)).spec;
+  return new vega.View(vega.parse(spec), { renderer: "none" }).toSVG();
+}
+
+export function renderPng(svg: string): Buffer {
+  const fonts = { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" };
+  return new Resvg(svg, { font: fonts }).render().asPng();
+}
+
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+export function renderHtml(result: BenchResult, svg: string): string {
+  const { runId, label, machine } = result;
+  const title = escapeHtml(`Robust Data Processor benchmark ${runId}${label ? ` (${label})` : ""}`);
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>Robust Data Processor benchmark ${escapeHtml(result.runId)}</title>
-<style>
-body { font-family: sans-serif; margin: 24px; color: #222; }
-pre { background: #f7f7f7; padding: 12px; overflow-x: auto; font-size: 12px; }
-</style>
+<title>${title}</title>
+<style>body { font-family: sans-serif; margin: 24px; color: #222; } pre { background: #f7f7f7; padding: 12px; overflow-x: auto; font-size: 12px; }</style>
 </head>
 <body>
-<h1>Benchmark ${escapeHtml(result.runId)}${result.label ? ` (${escapeHtml(result.label)})` : ""}</h1>
-<p>${escapeHtml(result.machine.date)}: ${result.machine.nproc} cores, ${escapeHtml(result.machine.cpuModel)}, Node ${escapeHtml(result.machine.node)}. Shaded bands are the run's phases.</p>
-${charts.join("\n")}
+<h1>${title}</h1>
+<p>${escapeHtml(`${machine.date}: ${machine.nproc} cores, ${machine.cpuModel}, Node ${machine.node}.`)} Shaded bands are the run's phases.</p>
+${svg}
 <h2>Figures</h2>
 <pre>${escapeHtml(renderTable(result))}</pre>
 </body>

@@ -18,6 +18,8 @@ describe("loadConfig", () => {
       processTimeoutSeconds: 60,
       authMode: "api_key",
       apiKeyCacheSeconds: 30,
+      logRecordSuccess: false,
+      diagnosticsIntervalMs: 0,
     });
     expect(config.faults).to.deep.equal({
       failureRate: 0,
@@ -36,8 +38,12 @@ describe("loadConfig", () => {
       PUBLISH_TIMEOUT_MS: "250",
       AUTH_MODE: "disabled",
       SIMULATED_WORK_MS_PER_CHAR: "0.5",
+      LOG_RECORD_SUCCESS: "true",
+      DIAGNOSTICS_INTERVAL_MS: "1000",
     });
     expect(config).to.deep.include({
+      logRecordSuccess: true,
+      diagnosticsIntervalMs: 1000,
       topic: "tenant-records",
       maxBodyBytes: 1024,
       maxTextChars: 500,
@@ -58,6 +64,11 @@ describe("loadConfig", () => {
     ["a fractional byte count", { MAX_BODY_BYTES: "10.5" }, /MAX_BODY_BYTES/],
     ["a zero publish timeout", { PUBLISH_TIMEOUT_MS: "0" }, /PUBLISH_TIMEOUT_MS/],
     ["an unknown auth mode", { AUTH_MODE: "none" }, /AUTH_MODE must be one of api_key, disabled/],
+    [
+      "a success-line switch other than true/false",
+      { LOG_RECORD_SUCCESS: "yes" },
+      /LOG_RECORD_SUCCESS/,
+    ],
     ["a topic name with a slash", { INGEST_TOPIC: "a/b" }, /INGEST_TOPIC/],
     ["a reserved topic name", { INGEST_TOPIC: "goog-topic" }, /INGEST_TOPIC/],
     [

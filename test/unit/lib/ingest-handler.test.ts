@@ -24,7 +24,7 @@ function setup(options: { env?: Record<string, string>; authenticator?: Authenti
     config,
     validators: compileValidators(config),
     authenticator: options.authenticator ?? openDemoAuthenticator,
-    logger: createLogger((line) => logs.push(line)),
+    logger: createLogger((line) => logs.push(line), config),
     now: () => new Date("2026-11-28T12:00:00.000Z"),
     queue: createCoalescingQueue(
       boundedPublisher(async (data, attributes) => {
@@ -433,16 +433,32 @@ describe("handleIngest", () => {
   });
 
   it("logs ids, never the record text", async () => {
-    const { deps, logs } = setup();
+    const { deps, logs } = setup({ env: { LOG_RECORD_SUCCESS: "true" } });
     await handleIngest(json({ tenant_id: "acme", log_id: "l-1", text: "secret-marker-42" }), deps);
     await handleIngest(json({ tenant_id: "acme", text: "secret-marker-42", extra: 1 }), deps);
     expect(logs).to.have.length(2);
     expect(logs.join("\n")).to.not.include("secret-marker-42");
     expect(JSON.parse(logs[0] ?? "{}")).to.include({
-      severity: "INFO",
+      severity: "DEBUG",
+      message: "record accepted",
       tenant_id: "acme",
       log_id: "l-1",
     });
+  });
+
+  it("writes no line for an accepted record unless LOG_RECORD_SUCCESS is on, but counts it", async () => {
+    const { deps, logs } = setup();
+    const response = await handleIngest(
+      json({ tenant_id: "acme", log_id: "l-1", text: "t" }),
+      deps,
+    );
+    expect(response.status).to.equal(202);
+    await handleIngest(json({ tenant_id: "acme", text: "t", extra: 1 }), deps);
+    expect(logs.map((line) => (JSON.parse(line) as { message: string }).message)).to.deep.equal([
+      "request rejected",
+    ]);
+    expect(deps.logger.takeRecordCounts()).to.deep.equal({ records_accepted: 1 });
+    expect(deps.logger.takeRecordCounts()).to.deep.equal({});
   });
 });
 

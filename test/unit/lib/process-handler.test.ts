@@ -90,7 +90,7 @@ function setup(env: Record<string, string> = {}, store = new MemoryStore()) {
     config,
     validators: compileValidators(config),
     store,
-    logger: createLogger((line) => logs.push(line)),
+    logger: createLogger((line) => logs.push(line), config),
     attempts: new AttemptTracker(),
     faults: createFaultInjector(config.faults, () => {
       throw new Error("crash");
@@ -485,15 +485,22 @@ describe("processDelivery", () => {
     expect(store.processed.get("tenants/acme/processed_logs/123")?.delivery_attempt).to.equal(3);
   });
 
-  it("logs ids and never the record text", async () => {
+  it("writes no line for a stored record unless LOG_RECORD_SUCCESS is on, but counts it", async () => {
     const { deps, logs } = setup();
+    await processDelivery(delivery({ v: 1, records: [record()] }), deps);
+    expect(logs).to.deep.equal([]);
+    expect(deps.logger.takeRecordCounts()).to.deep.equal({ records_stored: 1 });
+  });
+
+  it("logs ids and never the record text", async () => {
+    const { deps, logs } = setup({ LOG_RECORD_SUCCESS: "true" });
     await processDelivery(
       delivery({ v: 1, records: [record({ text: "marker-7f3a 555-0199" })] }),
       deps,
     );
     expect(logs.join("\n")).to.not.include("marker-7f3a");
     expect(JSON.parse(logs[0] ?? "{}")).to.include({
-      severity: "INFO",
+      severity: "DEBUG",
       message: "record stored",
       tenant_id: "acme",
       log_id: "123",

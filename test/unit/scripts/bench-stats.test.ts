@@ -1,17 +1,7 @@
 import { expect } from "chai";
-import {
-  bucketize,
-  cpuShare,
-  median,
-  percentile,
-  percentileOfSorted,
-  ratePerSecond,
-  steadyRate,
-  summarize,
-  timeToReach,
-} from "../../../scripts/lib/bench/stats";
+import { median, ratePerSecond, round, summarize } from "../../../scripts/lib/bench/stats";
 
-/** 1..n in a scrambled order, so a missing sort (or a string sort) shows. */
+/** 1..n in a scrambled order, so a result that depends on the order shows. */
 function scrambled(n: number): number[] {
   const values = Array.from({ length: n }, (_, i) => i + 1);
   for (let i = values.length - 1; i > 0; i -= 1) {
@@ -22,65 +12,24 @@ function scrambled(n: number): number[] {
 }
 
 describe("bench stats", () => {
-  describe("percentile (nearest rank)", () => {
-    it("gives the textbook nearest-rank values", () => {
-      // Wikipedia's example: 15, 20, 35, 40, 50.
-      const values = [35, 15, 50, 40, 20];
-      expect(percentile(values, 5)).to.equal(15);
-      expect(percentile(values, 30)).to.equal(20);
-      expect(percentile(values, 40)).to.equal(20);
-      expect(percentile(values, 50)).to.equal(35);
-      expect(percentile(values, 100)).to.equal(50);
+  describe("summarize (HdrHistogram, 3 significant digits)", () => {
+    it("on 1..1000 ms gives each percentile within 0.1 %, count and max exactly", () => {
+      const summary = summarize(scrambled(1000));
+      expect(summary).to.include({ count: 1000, max: 1000 });
+      const expected = { p50: 500, p90: 900, p95: 950, p99: 990, p999: 999 };
+      for (const [name, value] of Object.entries(expected)) {
+        expect(summary?.[name as keyof typeof expected]).to.be.closeTo(value, value / 1000);
+      }
+      expect(summary?.mean).to.be.closeTo(500.5, 0.5);
     });
 
-    it("on 1..100 the p-th percentile is p", () => {
-      const values = scrambled(100);
-      for (const p of [1, 50, 95, 99, 100]) expect(percentile(values, p)).to.equal(p);
-    });
-
-    it("on 1..1000 p99 is 990 and p95 is 950", () => {
-      const values = scrambled(1000);
-      expect(percentile(values, 99)).to.equal(990);
-      expect(percentile(values, 95)).to.equal(950);
-      expect(percentile(values, 50)).to.equal(500);
-    });
-
-    it("sorts numerically, not as strings", () => {
-      expect(percentile([9, 100, 20, 3], 50)).to.equal(9);
-      expect(percentile([9, 100, 20, 3], 100)).to.equal(100);
-    });
-
-    it("p0 is the minimum, one value is every percentile, none is undefined", () => {
-      expect(percentile([4, 2, 8], 0)).to.equal(2);
-      expect(percentile([7], 1)).to.equal(7);
-      expect(percentile([7], 99)).to.equal(7);
-      expect(percentile([], 50)).to.equal(undefined);
-    });
-
-    it("refuses a percentile outside 0-100", () => {
-      expect(() => percentileOfSorted([1, 2], 101)).to.throw(RangeError);
-      expect(() => percentileOfSorted([1, 2], -1)).to.throw(RangeError);
-      expect(() => percentileOfSorted([1, 2], Number.NaN)).to.throw(RangeError);
-    });
-
-    it("does not reorder the caller's array", () => {
-      const values = [3, 1, 2];
-      percentile(values, 50);
-      expect(values).to.deep.equal([3, 1, 2]);
-    });
-  });
-
-  describe("summarize", () => {
-    it("reports count, min, mean, p50, p95, p99 and max", () => {
-      expect(summarize(scrambled(200))).to.deep.equal({
-        count: 200,
-        min: 1,
-        mean: 100.5,
-        p50: 100,
-        p95: 190,
-        p99: 198,
-        max: 200,
-      });
+    it("keeps sub-millisecond resolution and a 13.8 s tail in one histogram", () => {
+      const values = [...Array<number>(990).fill(0.25), ...Array<number>(10).fill(13_800)];
+      const summary = summarize(values);
+      expect(summary?.p50).to.be.closeTo(0.25, 0.001);
+      expect(summary?.p99).to.be.closeTo(0.25, 0.001);
+      expect(summary?.p999).to.equal(13_800);
+      expect(summary?.max).to.equal(13_800);
     });
 
     it("is undefined for no values", () => {
@@ -88,83 +37,24 @@ describe("bench stats", () => {
     });
   });
 
-  describe("median", () => {
-    it("is the middle value for an odd count", () => {
-      expect(median([5, 1, 3])).to.equal(3);
-    });
-
-    it("is the mean of the middle two for an even count", () => {
-      expect(median([10, 1, 4, 2])).to.equal(3);
-      expect(median([1, 2])).to.equal(1.5);
-    });
-
-    it("sorts numerically and is undefined for no values", () => {
-      expect(median([100, 9, 20])).to.equal(20);
-      expect(median([])).to.equal(undefined);
-    });
+  it("median is the middle value, or the mean of the middle two; undefined for none", () => {
+    expect(median([3, 1, 2])).to.equal(2);
+    expect(median([4, 1, 3, 2])).to.equal(2.5);
+    expect(median([9, 100, 20])).to.equal(20);
+    expect(median([])).to.equal(undefined);
   });
 
-  describe("rates", () => {
-    it("ratePerSecond divides by seconds and is 0 for an empty interval", () => {
-      expect(ratePerSecond(500, 250)).to.equal(2000);
-      expect(ratePerSecond(10, 0)).to.equal(0);
-      expect(ratePerSecond(10, -5)).to.equal(0);
-    });
-
-    it("steadyRate counts intervals between the first and last event", () => {
-      // 11 events 100 ms apart: 10 intervals over 1 s.
-      const times = Array.from({ length: 11 }, (_, i) => 5_000 + i * 100).reverse();
-      expect(steadyRate(times)).to.equal(10);
-      expect(steadyRate([42])).to.equal(0);
-    });
-
-    it("cpuShare is busy time over wall time, never negative", () => {
-      expect(cpuShare(1_000, 1_500, 1_000)).to.equal(0.5);
-      expect(cpuShare(1_000, 3_000, 1_000)).to.equal(2);
-      expect(cpuShare(2_000, 1_000, 1_000)).to.equal(0);
-      expect(cpuShare(0, 10, 0)).to.equal(0);
-    });
+  it("ratePerSecond divides by seconds and is 0 for an empty interval", () => {
+    expect(ratePerSecond(500, 2_000)).to.equal(250);
+    expect(ratePerSecond(10, 0)).to.equal(0);
   });
 
-  describe("bucketize", () => {
-    it("keeps empty windows so a stall shows as a gap", () => {
-      const points = [
-        { t: 100, value: 10 },
-        { t: 900, value: 30 },
-        { t: 2_500, value: 5 },
-      ];
-      const buckets = bucketize(points, { origin: 0, end: 3_000, widthMs: 1_000 });
-      expect(buckets.map((b) => b.count)).to.deep.equal([2, 0, 1]);
-      expect(buckets.map((b) => b.t)).to.deep.equal([0, 1_000, 2_000]);
-      expect(buckets[0]).to.include({ p50: 10, p99: 30 });
-      expect(buckets[1]).to.include({ p50: undefined, p99: undefined });
-    });
-
-    it("drops points outside the window and refuses a zero width", () => {
-      const buckets = bucketize(
-        [
-          { t: -1, value: 1 },
-          { t: 5_000, value: 1 },
-        ],
-        {
-          origin: 0,
-          end: 2_000,
-          widthMs: 1_000,
-        },
-      );
-      expect(buckets.map((b) => b.count)).to.deep.equal([0, 0]);
-      expect(() => bucketize([], { origin: 0, end: 1, widthMs: 0 })).to.throw(RangeError);
-    });
-  });
-
-  it("timeToReach finds the first sample at or above the target", () => {
-    const series = [
-      { t: 0, total: 0 },
-      { t: 250, total: 40 },
-      { t: 500, total: 100 },
-      { t: 750, total: 100 },
-    ];
-    expect(timeToReach(series, 100)).to.equal(500);
-    expect(timeToReach(series, 101)).to.equal(undefined);
+  it("round keeps 0, 1 or 2 decimals by magnitude", () => {
+    expect([round(1234.5), round(12.345), round(1.2345), round(undefined)]).to.deep.equal([
+      1235,
+      12.3,
+      1.23,
+      undefined,
+    ]);
   });
 });
