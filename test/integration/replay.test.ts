@@ -108,6 +108,7 @@ describe("replay and status on the emulators", function () {
       text_sha256: sha256Hex(rejected.text),
       message_id: "1",
       delivery_attempt: 1,
+      expire_at: new Date(Date.now() + 86_400_000),
     });
     await workerFirestore.terminate();
     const entries = await pollUntil(
