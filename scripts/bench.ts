@@ -46,7 +46,7 @@ import type { BatchEncoding } from "./lib/bench/batch-encodings";
 import { StoredCounter } from "./lib/bench/log-counter";
 import { runPhase, type PhaseResult, type PhaseSpec, type RequestPoint } from "./lib/bench/product";
 import { ProcSampler, childWithArgument, jvmOfGroup } from "./lib/bench/procstat";
-import { firestoreReconciler } from "./lib/bench/reconcile-adapter";
+import { firestoreReconciler } from "./lib/reconcile";
 import {
   measureRedactionSpeed,
   renderRedactionSpeed,

@@ -19,10 +19,11 @@
  * (a 5xx, a reset connection) are "in doubt": they may or may not be stored, and neither is an
  * error, but two copies of one still are.
  *
- * Drained: the emulator offers no backlog metric for a push subscription, so the pipeline counts
- * as drained once the run's tenants hold at least one document per accepted record and neither
- * their document count nor the worker's activity (its log growing) has changed for a quiet
- * period longer than the subscription's longest redelivery delay, within a bounded wait.
+ * Drained (`waitForDrain`, the one drain wait of the load runs, the bench and the CLI): the
+ * emulator offers no backlog metric for a push subscription, so the pipeline counts as drained
+ * once the stored count reaches one per accepted record and neither it nor the worker's activity
+ * (its log growing) has changed for a quiet period longer than the subscription's longest
+ * redelivery delay, within a bounded wait.
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -308,7 +309,23 @@ export function expectedDocumentCount(input: ReconcileInput): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Input
+// Input and its file: JSONL, one record a line
+
+/** What the reconcile CLI reads (rejected records are left out). */
+export function toReconcileJsonl(run: {
+  readonly accepted: readonly ExpectedRecord[];
+  readonly inDoubt: readonly ExpectedRecord[];
+}): string {
+  const lines = [
+    ...run.accepted.map((record) => ({ ...record, outcome: "accepted" })),
+    ...run.inDoubt.map((record) => ({ ...record, outcome: "in_doubt" })),
+  ].map((line) => `${JSON.stringify(line)}\n`);
+  return lines.join("");
+}
+
+export function writeReconcileJsonl(file: string, run: Parameters<typeof toReconcileJsonl>[0]) {
+  fs.writeFileSync(file, toReconcileJsonl(run));
+}
 
 export interface ParsedRecords {
   readonly accepted: ExpectedRecord[];
@@ -376,7 +393,7 @@ export interface DrainOptions {
 
 /** Polls `count` until the pipeline has drained (see the module comment) or time runs out. */
 export async function waitForDrain(
-  count: () => Promise<number>,
+  count: () => Promise<number> | number,
   expected: number,
   options: DrainOptions,
 ): Promise<DrainResult> {
@@ -432,21 +449,13 @@ export function fileSizeActivity(files: readonly string[]): () => string {
 // ---------------------------------------------------------------------------------------------
 // Firestore
 
-const FIELDS = [
-  "tenant_id",
-  "log_id",
-  "text_sha256",
-  "original_text",
-  "delivery_attempt",
-  "message_id",
-  "reason",
-];
+const FIELDS = ["tenant_id", "log_id", "text_sha256", "delivery_attempt", "message_id", "reason"];
 const COLLECTIONS: readonly LogCollection[] = ["processed_logs", "failed_logs"];
 
 /**
  * The tenants' processed_logs and failed_logs; with `logIdPrefix`, only the documents whose id
  * starts with it. A deployed tenant holds other runs' documents too, and every log id of a load
- * run starts with its run id (see load/processor.cjs).
+ * run starts with its run id (see scripts/load.ts).
  */
 function logQueries(firestore: Firestore, tenants: readonly string[], logIdPrefix?: string) {
   return tenants.flatMap((tenant) =>
@@ -477,14 +486,17 @@ export async function countDocuments(
   return counts.reduce((sum, n) => sum + n, 0);
 }
 
+/** With `rehash`, the stored texts too, to hash them again (see examine). */
 export async function readDocuments(
   firestore: Firestore,
   tenants: readonly string[],
   logIdPrefix?: string,
+  rehash = true,
 ): Promise<StoredDocument[]> {
+  const fields = rehash ? [...FIELDS, "original_text"] : FIELDS;
   const lists = await Promise.all(
     logQueries(firestore, tenants, logIdPrefix).map(async ({ tenant, collection, query }) => {
-      const snapshot = await query.select(...FIELDS).get();
+      const snapshot = await query.select(...fields).get();
       return snapshot.docs.map((doc): StoredDocument => ({
         path: doc.ref.path,
         collection,
@@ -511,6 +523,11 @@ export interface ReconcileRunOptions extends Partial<Omit<DrainOptions, "onProgr
   readonly deadLettersSince?: Date | null;
   /** Check only the documents whose log id starts with this (see logQueries). */
   readonly logIdPrefix?: string;
+  /**
+   * false: trust each document's text_sha256 instead of reading and hashing its text again
+   * (the bench, whose phases store a hundred thousand records; default true).
+   */
+  readonly rehash?: boolean;
   readonly onProgress?: (documents: number, expected: number) => void;
 }
 
@@ -538,12 +555,24 @@ export async function reconcileRun(
             quietMs: options.quietMs ?? DEFAULT_QUIET_MS,
           },
         );
-  const documents = await readDocuments(firestore, tenants, options.logIdPrefix);
+  const documents = await readDocuments(
+    firestore,
+    tenants,
+    options.logIdPrefix,
+    options.rehash ?? true,
+  );
   const deadLetters =
     options.deadLettersSince === undefined || options.deadLettersSince === null
       ? null
       : await countDeadLetters(firestore, options.deadLettersSince);
   return reconcile(input, documents, { deadLetters, drain });
+}
+
+/** The bench's reconciler: the pipeline has drained already, the stored hashes are trusted. */
+export function firestoreReconciler(
+  firestore: Firestore,
+): (input: ReconcileInput) => Promise<ReconcileReport> {
+  return (input) => reconcileRun(firestore, input, { wait: false, rehash: false });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 /**
- * Record texts of realistic lengths for load runs: mostly log lines of 60 to 300 characters,
- * one in ten a multi-line stack trace or request dump of 1 to 4 KB, some carrying PII for the
- * redaction to find, some non-ASCII. Deterministic for a seed, so runs can be repeated.
+ * The one text generator of every load (scenarios, bench phases, chaos tests): mostly log lines
+ * of 60 to 300 characters, one in ten a multi-line stack trace of 1 to 4 KB, about one in five
+ * carrying PII for the redaction to find, some non-ASCII (accents, CJK, emoji) for UTF-8 to
+ * survive. Deterministic for a seed, so a run can be repeated exactly.
  */
 
 /** A tiny deterministic PRNG (mulberry32, public domain). */
@@ -28,9 +29,11 @@ const EVENTS = [
   "données synchronisées",
   "session renewed ✓",
   "quota at 80 % for tenant",
+  "日本語 ログ",
+  "ошибка 🚀",
 ];
 /** Snippets the redaction must find: e-mail, phone, card, SSN. */
-export const PII = [
+const PII = [
   (n: number) => `contact jane.doe${n}@example.com`,
   (n: number) => `phone 555-${String(1000 + (n % 9000)).padStart(4, "0")}`,
   () => "card 4111 1111 1111 1111",
