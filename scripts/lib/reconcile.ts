@@ -172,73 +172,50 @@ export function reconcile(
     byKey.set(key, list);
   }
 
-  let accepted = 0;
-  let stored = 0;
-  let conflicts = 0;
-  let missing = 0;
-  let duplicated = 0;
-  let wrongContent = 0;
-  let unexpected = 0;
-  let inDoubt = 0;
-  let inDoubtStored = 0;
-  const deadLetteredByReason: Record<string, number> = {};
+  const n = { accepted: 0, stored: 0, conflicts: 0, inDoubt: 0, inDoubtStored: 0 };
   const samples = {
     missing: [] as string[],
     duplicated: [] as string[],
     wrongContent: [] as string[],
     unexpected: [] as string[],
   };
-  const sample = (list: string[], entry: string) => {
-    if (list.length < SAMPLE_LIMIT) list.push(entry);
+  const findings = { missing: 0, duplicated: 0, wrongContent: 0, unexpected: 0 };
+  const found = (finding: keyof typeof findings, example: string) => {
+    findings[finding] += 1;
+    if (samples[finding].length < SAMPLE_LIMIT) samples[finding].push(example);
   };
+  const deadLetteredByReason: Record<string, number> = {};
 
   for (const key of new Set([...expected.keys(), ...byKey.keys()])) {
     const wanted = expected.get(key);
     const docs = byKey.get(key) ?? [];
-    const placesOf = (sha: string) =>
-      docs.filter((entry) => !entry.corrupt && entry.contentSha === sha);
-
-    for (const sha of wanted?.accepted ?? []) {
-      accepted += 1;
-      const places = placesOf(sha);
+    /** Where a text is stored; each place is then explained. */
+    const placesOf = (sha: string) => {
+      const places = docs.filter((entry) => !entry.corrupt && entry.contentSha === sha);
       places.forEach((place) => (place.explained = true));
+      if (places.length > 1) found("duplicated", places.map((place) => place.doc.path).join(" + "));
+      return places;
+    };
+    for (const sha of wanted?.accepted ?? []) {
+      n.accepted += 1;
+      const places = placesOf(sha);
       const [only] = places;
-      if (only === undefined) {
-        missing += 1;
-        sample(samples.missing, key);
-      } else if (places.length > 1) {
-        duplicated += 1;
-        sample(samples.duplicated, places.map((place) => place.doc.path).join(" + "));
-      } else if (only.doc.collection === "processed_logs") {
-        stored += 1;
-      } else if (only.doc.data.reason === "log_id_conflict") {
-        conflicts += 1;
-      } else {
+      if (only === undefined) found("missing", key);
+      else if (places.length > 1) continue;
+      else if (only.doc.collection === "processed_logs") n.stored += 1;
+      else if (only.doc.data.reason === "log_id_conflict") n.conflicts += 1;
+      else {
         const reason = typeof only.doc.data.reason === "string" ? only.doc.data.reason : "unknown";
         deadLetteredByReason[reason] = (deadLetteredByReason[reason] ?? 0) + 1;
       }
     }
     for (const sha of wanted?.inDoubt ?? []) {
       if (wanted?.accepted.has(sha) === true) continue;
-      inDoubt += 1;
-      const places = placesOf(sha);
-      places.forEach((place) => (place.explained = true));
-      if (places.length > 1) {
-        duplicated += 1;
-        sample(samples.duplicated, places.map((place) => place.doc.path).join(" + "));
-      } else if (places.length === 1) {
-        inDoubtStored += 1;
-      }
+      n.inDoubt += 1;
+      if (placesOf(sha).length === 1) n.inDoubtStored += 1;
     }
-    for (const entry of docs) {
-      if (entry.explained) continue;
-      if (wanted !== undefined || entry.corrupt) {
-        wrongContent += 1;
-        sample(samples.wrongContent, entry.doc.path);
-      } else {
-        unexpected += 1;
-        sample(samples.unexpected, entry.doc.path);
-      }
+    for (const entry of docs.filter((doc) => !doc.explained)) {
+      found(wanted !== undefined || entry.corrupt ? "wrongContent" : "unexpected", entry.doc.path);
     }
   }
 
@@ -255,33 +232,20 @@ export function reconcile(
     }
   }
 
-  const tenants = new Set([
-    ...documents.map((doc) => doc.tenant),
-    ...input.accepted.map((record) => record.tenant_id),
-    ...(input.inDoubt ?? []).map((record) => record.tenant_id),
-    ...(input.tenants ?? []),
-  ]);
-  const deadLettered = Object.values(deadLetteredByReason).reduce((sum, n) => sum + n, 0);
+  const { missing, duplicated, wrongContent, unexpected } = findings;
   return {
-    accepted,
+    ...n,
     acceptedRequests: input.accepted.length,
-    stored,
-    conflicts,
-    deadLettered,
+    deadLettered: Object.values(deadLetteredByReason).reduce((sum, count) => sum + count, 0),
     deadLetteredByReason,
-    missing,
-    duplicated,
-    wrongContent,
-    unexpected,
-    inDoubt,
-    inDoubtStored,
+    ...findings,
     documents: {
       processed: documents.filter((doc) => doc.collection === "processed_logs").length,
       failed: documents.filter((doc) => doc.collection === "failed_logs").length,
     },
     deadLetters: extras.deadLetters ?? null,
     retries: { retried, maxAttempt, byAttempt },
-    tenants: tenants.size,
+    tenants: new Set([...documents.map((doc) => doc.tenant), ...tenantsOf(input)]).size,
     samples,
     drain: extras.drain ?? null,
     ok: missing === 0 && duplicated === 0 && wrongContent === 0 && unexpected === 0,
@@ -341,31 +305,26 @@ export function parseRecordsJsonl(text: string): ParsedRecords {
   const parsed: ParsedRecords = { accepted: [], inDoubt: [] };
   text.split("\n").forEach((line, index) => {
     if (line.trim() === "") return;
-    let value: unknown;
+    const fail = (why: string) => {
+      throw new Error(`line ${index + 1}: ${why}`);
+    };
+    let value: Record<string, unknown> = {};
     try {
-      value = JSON.parse(line);
+      value = Object(JSON.parse(line)) as Record<string, unknown>;
     } catch {
-      throw new Error(`line ${index + 1}: not JSON`);
+      fail("not JSON");
     }
-    const record = (typeof value === "object" && value !== null ? value : {}) as Record<
-      string,
-      unknown
-    >;
-    const { tenant_id: tenantId, log_id: logId, text_sha256: sha, outcome = "accepted" } = record;
-    if (typeof tenantId !== "string" || tenantId === "") {
-      throw new Error(`line ${index + 1}: tenant_id must be a non-empty string`);
+    const { tenant_id, log_id, text_sha256, outcome = "accepted" } = value;
+    if (typeof tenant_id !== "string" || tenant_id === "")
+      fail("tenant_id must be a non-empty string");
+    if (typeof log_id !== "string" || log_id === "") fail("log_id must be a non-empty string");
+    if (typeof text_sha256 !== "string" || !/^[0-9a-f]{64}$/.test(text_sha256)) {
+      fail("text_sha256 must be 64 lowercase hex digits");
     }
-    if (typeof logId !== "string" || logId === "") {
-      throw new Error(`line ${index + 1}: log_id must be a non-empty string`);
-    }
-    if (typeof sha !== "string" || !/^[0-9a-f]{64}$/.test(sha)) {
-      throw new Error(`line ${index + 1}: text_sha256 must be 64 lowercase hex digits`);
-    }
-    if (outcome !== "accepted" && outcome !== "in_doubt") {
-      throw new Error(`line ${index + 1}: outcome must be "accepted" or "in_doubt"`);
-    }
-    const entry = { tenant_id: tenantId, log_id: logId, text_sha256: sha };
-    (outcome === "accepted" ? parsed.accepted : parsed.inDoubt).push(entry);
+    if (outcome !== "accepted" && outcome !== "in_doubt")
+      fail('outcome must be "accepted" or "in_doubt"');
+    const record = { tenant_id, log_id, text_sha256 } as ExpectedRecord;
+    (outcome === "accepted" ? parsed.accepted : parsed.inDoubt).push(record);
   });
   return parsed;
 }
