@@ -135,7 +135,9 @@ function periodLines(load: LoadReport): string[] {
   for (const outcome of load.outcomes) {
     if (outcome.status === null) continue;
     const period = Math.floor((outcome.scheduledAt - load.startedAt) / 10_000);
-    periods.set(period, [...(periods.get(period) ?? []), outcome.latencyMs]);
+    const values = periods.get(period) ?? [];
+    values.push(outcome.latencyMs);
+    periods.set(period, values);
   }
   if (periods.size < 2) return [];
   const lines = ["  per 10 s        t    req/s    p50 ms    p99 ms    max ms"];

@@ -7,7 +7,7 @@
  *
  * The input is JSONL, one `{"tenant_id","log_id","text_sha256"}` a line (sha256 hex of the
  * record's text), with an optional `"outcome": "in_doubt"` for requests that ended without a
- * definite answer; scripts/lib/load-driver.ts writes it (writeReconcileJsonl). `-` reads stdin.
+ * definite answer; scripts/load.ts and the tests write it (writeReconcileJsonl). `-` reads stdin.
  * It waits until the pipeline has drained (bounded), then prints a summary table and one JSON
  * line. The logic lives in scripts/lib/reconcile.ts; this file only parses and prints.
  *
