@@ -117,8 +117,8 @@ export function latencySummary(valuesMs: Iterable<number>): LatencySummary | und
 }
 
 /**
- * A door for the load: while closed, nothing new is sent (the schedule's clock keeps running).
- * It counts the requests in flight, so a test can close it and wait for every answer.
+ * A door for the load: while closed, nothing is sent and the schedule pauses. It counts the
+ * requests being sent, so a test can close it and wait for every answer.
  */
 export class LoadGate {
   private opened: Promise<void> = Promise.resolve();
@@ -174,7 +174,10 @@ export interface LoadOptions {
   readonly ratePerSecond?: number;
   /** Records a request on a batch path; default one record a request (JSON or text/plain). */
   readonly batch?: { readonly size: number; readonly encoding: BatchEncoding };
-  /** Connections at most (wrk2's -c); requests beyond wait for one, their clock running. */
+  /**
+   * Requests sending at once, at most (wrk2's -c): a request due while all are busy waits for
+   * one with its clock running, so the wait counts in its latency.
+   */
   readonly concurrency?: number;
   /** Share of single records sent as JSON, the rest text/plain (default 0.5). */
   readonly jsonShare?: number;
@@ -216,6 +219,7 @@ export interface LoadReport {
    * for a free connection when `concurrency` caps them.
    */
   readonly sendLag: LatencySummary | undefined;
+  /** Requests due and not yet answered, at most (those waiting for a connection included). */
   readonly maxInFlight: number;
   readonly outcomes: readonly RequestOutcome[];
 }
@@ -233,7 +237,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const rate = options.ratePerSecond ?? Infinity;
   const at =
     options.at ?? Array.from({ length: options.records ?? 0 }, (_, i) => (i * 1000) / rate);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency ?? Infinity });
+  const agent = new http.Agent({ keepAlive: true });
+  const slots = options.concurrency === undefined ? undefined : semaphore(options.concurrency);
   const outcomes: RequestOutcome[] = [];
   const verdicts: Array<{ records: readonly ExpectedRecord[]; verdicts: Verdict[] }> = [];
   const statuses: Record<string, number> = {};
@@ -243,19 +248,29 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const startedAt = Date.now();
 
   const run = async (index: number, scheduledAt: number) => {
+    inFlight += 1;
+    maxInFlight = Math.max(maxInFlight, inFlight);
     const request = await prepare(options, index);
+    // A record keeps its connection through its retries, as a client busy with it would.
+    await slots?.acquire();
+    try {
+      await attempts(index, scheduledAt, request);
+    } finally {
+      slots?.release();
+      inFlight -= 1;
+    }
+  };
+
+  const attempts = async (index: number, scheduledAt: number, request: Prepared) => {
     const fates: Verdict[] = request.records.map(() => "rejected");
     verdicts[index] = { records: request.records, verdicts: fates };
     let due = scheduledAt;
     for (let attempt = 1; attempt <= 1 + (options.retries ?? 0); attempt += 1) {
       await options.gate?.enter();
-      inFlight += 1;
-      maxInFlight = Math.max(maxInFlight, inFlight);
       let answer: Answer;
       try {
         answer = await send(agent, options, request);
       } finally {
-        inFlight -= 1;
         options.gate?.leave();
       }
       const { status, error, sentAt } = answer;
@@ -305,14 +320,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   };
 
   const pending: Promise<void>[] = [];
+  let paused = 0;
   for (const [index, offset] of at.entries()) {
-    const due = startedAt + offset;
+    const due = startedAt + paused + offset;
     if (due - Date.now() >= 1) await delay(due - Date.now());
     if (options.gate !== undefined && !options.gate.isOpen) {
+      // A closed gate pauses the schedule; it resumes where it stopped, with no backlog.
+      const closedAt = Date.now();
       await options.gate.enter();
       options.gate.leave();
+      paused += Date.now() - closedAt;
     }
-    pending.push(run(index, due));
+    pending.push(run(index, Math.max(due, startedAt + paused + offset)));
   }
   await Promise.all(pending);
   agent.destroy();
@@ -458,6 +477,22 @@ function send(agent: http.Agent, options: LoadOptions, request: Prepared): Promi
     outgoing.on("error", failed);
     outgoing.end(request.body);
   });
+}
+
+function semaphore(limit: number) {
+  let free = limit;
+  const waiting: Array<() => void> = [];
+  return {
+    acquire: async () => {
+      if (free > 0) free -= 1;
+      else await new Promise<void>((resolve) => waiting.push(resolve));
+    },
+    release: () => {
+      const next = waiting.shift();
+      if (next === undefined) free += 1;
+      else next();
+    },
+  };
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,7 +1,7 @@
 /**
- * The bodies the batch driver can send, and how each answer says which records were accepted:
- * NDJSON (202 with each line's fate), the same NDJSON gzip-compressed (`Content-Encoding:
- * gzip`), and OTLP/HTTP protobuf (`POST v1/logs`, 200 with an ExportLogsServiceResponse). The
+ * The bodies the load engine sends on the batch paths, and how each answer says which records
+ * were accepted: NDJSON (202 with each line's fate), the same NDJSON gzip-compressed
+ * (`Content-Encoding: gzip`), and OTLP/HTTP protobuf (`POST v1/logs`, 200 with an ExportLogsServiceResponse). The
  * OTLP bodies are what an OpenTelemetry JS exporter sends: records emitted through the SDK's
  * LoggerProvider and encoded by its own serializer, each carrying its log id as
  * `log.record.uid`, the attribute ingest takes as the document id.
