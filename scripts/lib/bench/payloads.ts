@@ -75,6 +75,11 @@ function stackTrace(index: number, random: () => number): string {
   return lines.join("\n");
 }
 
+/** A log line only (60 to 300 characters), for loads whose budgets leave no room for traces. */
+export function logLineText(index: number, seed = 1): string {
+  return logLine(index, seededRandom((seed * 1_000_003 + index) >>> 0));
+}
+
 /** The text of record `index` for a given seed: about 90 % log lines, 10 % long traces. */
 export function recordText(index: number, seed = 1): string {
   const random = seededRandom((seed * 1_000_003 + index) >>> 0);
