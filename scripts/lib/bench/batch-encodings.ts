@@ -61,7 +61,7 @@ function authorization(tenant: BatchTenant): Record<string, string> {
   return tenant.apiKey === null ? {} : { authorization: `Bearer ${tenant.apiKey}` };
 }
 
-/** The batch answer lists each line's fate; a 5xx without it may have published some lines. */
+/** The batch answer lists each line's fate; a 5xx without it may have published any line. */
 function ndjsonVerdict(status: number, answer: Uint8Array, records: number): BatchVerdict {
   let results: readonly { line: number; status: string }[] = [];
   try {
@@ -75,7 +75,10 @@ function ndjsonVerdict(status: number, answer: Uint8Array, records: number): Bat
     accepted: new Set(
       results.filter((result) => result.status === "accepted").map((result) => result.line - 1),
     ),
-    othersInDoubt: results.length !== records && status >= 500,
+    // A 503 lists its unconfirmed lines as in_doubt: they may or may not be stored.
+    othersInDoubt:
+      results.some((result) => result.status === "in_doubt") ||
+      (results.length !== records && status >= 500),
   };
 }
 

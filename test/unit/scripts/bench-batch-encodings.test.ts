@@ -77,6 +77,18 @@ describe("bench batch encodings", () => {
       accepted: new Set([0]),
       othersInDoubt: false,
     });
+    const unconfirmed = Buffer.from(
+      JSON.stringify({
+        results: [
+          { line: 1, status: "in_doubt" },
+          { line: 2, status: "in_doubt" },
+        ],
+      }),
+    );
+    expect(verdict(503, unconfirmed, 2)).to.deep.equal({
+      accepted: new Set(),
+      othersInDoubt: true,
+    });
     expect(verdict(503, Buffer.from("{}"), 2)).to.deep.equal({
       accepted: new Set(),
       othersInDoubt: true,
