@@ -34,7 +34,7 @@ import type { BatchEncoding } from "./lib/bench/batch-encodings";
 import { FunctionLog } from "./lib/bench/log-counter";
 import { runPhase, type PhaseResult, type PhaseSpec, type RequestPoint } from "./lib/bench/product";
 import { ProcSampler, jvmOfGroup } from "./lib/bench/procstat";
-import { firestoreReconciler } from "./lib/bench/reconcile-adapter";
+import { firestoreReconciler } from "./lib/reconcile";
 import { measureRedactionSpeed, renderRedactionSpeed } from "./lib/bench/redaction-speed";
 import * as report from "./lib/bench/report";
 import { round } from "./lib/bench/stats";

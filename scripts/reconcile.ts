@@ -7,7 +7,7 @@
  *
  * The input is JSONL, one `{"tenant_id","log_id","text_sha256"}` a line (sha256 hex of the
  * record's text), with an optional `"outcome": "in_doubt"` for requests that ended without a
- * definite answer; scripts/lib/load-driver.ts writes it (writeReconcileJsonl). `-` reads stdin.
+ * definite answer; scripts/load.ts and the tests write it (writeReconcileJsonl). `-` reads stdin.
  * It waits until the pipeline has drained (bounded), then prints a summary table and one JSON
  * line. The logic lives in scripts/lib/reconcile.ts; this file only parses and prints.
  *
@@ -66,6 +66,8 @@ function seconds(raw: string | undefined, name: string, fallbackMs: number): num
 
 async function main(argv: readonly string[]): Promise<number> {
   let values;
+  let input;
+  let options;
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -85,38 +87,21 @@ async function main(argv: readonly string[]): Promise<number> {
       strict: true,
       allowPositionals: false,
     }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return EXIT_USAGE;
-  }
-  if (values.help === true) {
-    console.log(USAGE);
-    return EXIT_OK;
-  }
-
-  let input;
-  let options;
-  try {
-    if (values.accepted === undefined) throw new UsageError("--accepted is required");
-    const text =
-      values.accepted === "-"
-        ? fs.readFileSync(0, "utf8")
-        : fs.readFileSync(values.accepted, "utf8");
-    let parsed;
-    try {
-      parsed = parseRecordsJsonl(text);
-    } catch (error) {
-      throw new UsageError(`${values.accepted}: ${(error as Error).message}`);
+    if (values.help === true) {
+      console.log(USAGE);
+      return EXIT_OK;
     }
-    input = { ...parsed, tenants: values.tenant ?? [] };
-    let since: Date | null = null;
-    if (values["dead-letters-since"] !== undefined) {
-      since = new Date(values["dead-letters-since"]);
-      if (!Number.isFinite(since.getTime())) {
-        throw new UsageError(
-          `--dead-letters-since is not a time: "${values["dead-letters-since"]}"`,
-        );
-      }
+    if (values.accepted === undefined) throw new UsageError("--accepted is required");
+    const file = values.accepted;
+    try {
+      input = parseRecordsJsonl(fs.readFileSync(file === "-" ? 0 : file, "utf8"));
+    } catch (error) {
+      throw new UsageError(`${file}: ${(error as Error).message}`);
+    }
+    const sinceText = values["dead-letters-since"];
+    const since = sinceText === undefined ? null : new Date(sinceText);
+    if (since !== null && !Number.isFinite(since.getTime())) {
+      throw new UsageError(`--dead-letters-since is not a time: "${sinceText}"`);
     }
     const activityFiles = values["activity-file"] ?? [];
     options = {
@@ -132,11 +117,14 @@ async function main(argv: readonly string[]): Promise<number> {
               console.error(`waiting for the pipeline: ${documents} of ${expected} documents`),
     };
   } catch (error) {
-    if (!(error instanceof UsageError) && (error as NodeJS.ErrnoException).code === undefined) {
-      throw error;
+    if (
+      error instanceof UsageError ||
+      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+    ) {
+      console.error(`${(error as Error).message}\n\n${USAGE}`);
+      return EXIT_USAGE;
     }
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return EXIT_USAGE;
+    throw error;
   }
 
   const host = values["firestore-host"] ?? process.env.FIRESTORE_EMULATOR_HOST;
@@ -154,7 +142,11 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const firestore = new Firestore({ projectId });
   try {
-    const report = await reconcileRun(firestore, input, options);
+    const report = await reconcileRun(
+      firestore,
+      { ...input, tenants: values.tenant ?? [] },
+      options,
+    );
     if (values.json !== true) console.log(formatReport(report));
     console.log(reportJson(report));
     return report.ok ? EXIT_OK : EXIT_FINDINGS;

@@ -19,10 +19,11 @@
  * (a 5xx, a reset connection) are "in doubt": they may or may not be stored, and neither is an
  * error, but two copies of one still are.
  *
- * Drained: the emulator offers no backlog metric for a push subscription, so the pipeline counts
- * as drained once the run's tenants hold at least one document per accepted record and neither
- * their document count nor the worker's activity (its log growing) has changed for a quiet
- * period longer than the subscription's longest redelivery delay, within a bounded wait.
+ * Drained (`waitForDrain`, the one drain wait of the load runs, the bench and the CLI): the
+ * emulator offers no backlog metric for a push subscription, so the pipeline counts as drained
+ * once the stored count reaches one per accepted record and neither it nor the worker's activity
+ * (its log growing) has changed for a quiet period longer than the subscription's longest
+ * redelivery delay, within a bounded wait.
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -171,73 +172,50 @@ export function reconcile(
     byKey.set(key, list);
   }
 
-  let accepted = 0;
-  let stored = 0;
-  let conflicts = 0;
-  let missing = 0;
-  let duplicated = 0;
-  let wrongContent = 0;
-  let unexpected = 0;
-  let inDoubt = 0;
-  let inDoubtStored = 0;
-  const deadLetteredByReason: Record<string, number> = {};
+  const n = { accepted: 0, stored: 0, conflicts: 0, inDoubt: 0, inDoubtStored: 0 };
   const samples = {
     missing: [] as string[],
     duplicated: [] as string[],
     wrongContent: [] as string[],
     unexpected: [] as string[],
   };
-  const sample = (list: string[], entry: string) => {
-    if (list.length < SAMPLE_LIMIT) list.push(entry);
+  const findings = { missing: 0, duplicated: 0, wrongContent: 0, unexpected: 0 };
+  const found = (finding: keyof typeof findings, example: string) => {
+    findings[finding] += 1;
+    if (samples[finding].length < SAMPLE_LIMIT) samples[finding].push(example);
   };
+  const deadLetteredByReason: Record<string, number> = {};
 
   for (const key of new Set([...expected.keys(), ...byKey.keys()])) {
     const wanted = expected.get(key);
     const docs = byKey.get(key) ?? [];
-    const placesOf = (sha: string) =>
-      docs.filter((entry) => !entry.corrupt && entry.contentSha === sha);
-
-    for (const sha of wanted?.accepted ?? []) {
-      accepted += 1;
-      const places = placesOf(sha);
+    /** Where a text is stored; each place is then explained. */
+    const placesOf = (sha: string) => {
+      const places = docs.filter((entry) => !entry.corrupt && entry.contentSha === sha);
       places.forEach((place) => (place.explained = true));
+      if (places.length > 1) found("duplicated", places.map((place) => place.doc.path).join(" + "));
+      return places;
+    };
+    for (const sha of wanted?.accepted ?? []) {
+      n.accepted += 1;
+      const places = placesOf(sha);
       const [only] = places;
-      if (only === undefined) {
-        missing += 1;
-        sample(samples.missing, key);
-      } else if (places.length > 1) {
-        duplicated += 1;
-        sample(samples.duplicated, places.map((place) => place.doc.path).join(" + "));
-      } else if (only.doc.collection === "processed_logs") {
-        stored += 1;
-      } else if (only.doc.data.reason === "log_id_conflict") {
-        conflicts += 1;
-      } else {
+      if (only === undefined) found("missing", key);
+      else if (places.length > 1) continue;
+      else if (only.doc.collection === "processed_logs") n.stored += 1;
+      else if (only.doc.data.reason === "log_id_conflict") n.conflicts += 1;
+      else {
         const reason = typeof only.doc.data.reason === "string" ? only.doc.data.reason : "unknown";
         deadLetteredByReason[reason] = (deadLetteredByReason[reason] ?? 0) + 1;
       }
     }
     for (const sha of wanted?.inDoubt ?? []) {
       if (wanted?.accepted.has(sha) === true) continue;
-      inDoubt += 1;
-      const places = placesOf(sha);
-      places.forEach((place) => (place.explained = true));
-      if (places.length > 1) {
-        duplicated += 1;
-        sample(samples.duplicated, places.map((place) => place.doc.path).join(" + "));
-      } else if (places.length === 1) {
-        inDoubtStored += 1;
-      }
+      n.inDoubt += 1;
+      if (placesOf(sha).length === 1) n.inDoubtStored += 1;
     }
-    for (const entry of docs) {
-      if (entry.explained) continue;
-      if (wanted !== undefined || entry.corrupt) {
-        wrongContent += 1;
-        sample(samples.wrongContent, entry.doc.path);
-      } else {
-        unexpected += 1;
-        sample(samples.unexpected, entry.doc.path);
-      }
+    for (const entry of docs.filter((doc) => !doc.explained)) {
+      found(wanted !== undefined || entry.corrupt ? "wrongContent" : "unexpected", entry.doc.path);
     }
   }
 
@@ -254,33 +232,20 @@ export function reconcile(
     }
   }
 
-  const tenants = new Set([
-    ...documents.map((doc) => doc.tenant),
-    ...input.accepted.map((record) => record.tenant_id),
-    ...(input.inDoubt ?? []).map((record) => record.tenant_id),
-    ...(input.tenants ?? []),
-  ]);
-  const deadLettered = Object.values(deadLetteredByReason).reduce((sum, n) => sum + n, 0);
+  const { missing, duplicated, wrongContent, unexpected } = findings;
   return {
-    accepted,
+    ...n,
     acceptedRequests: input.accepted.length,
-    stored,
-    conflicts,
-    deadLettered,
+    deadLettered: Object.values(deadLetteredByReason).reduce((sum, count) => sum + count, 0),
     deadLetteredByReason,
-    missing,
-    duplicated,
-    wrongContent,
-    unexpected,
-    inDoubt,
-    inDoubtStored,
+    ...findings,
     documents: {
       processed: documents.filter((doc) => doc.collection === "processed_logs").length,
       failed: documents.filter((doc) => doc.collection === "failed_logs").length,
     },
     deadLetters: extras.deadLetters ?? null,
     retries: { retried, maxAttempt, byAttempt },
-    tenants: tenants.size,
+    tenants: new Set([...documents.map((doc) => doc.tenant), ...tenantsOf(input)]).size,
     samples,
     drain: extras.drain ?? null,
     ok: missing === 0 && duplicated === 0 && wrongContent === 0 && unexpected === 0,
@@ -308,7 +273,23 @@ export function expectedDocumentCount(input: ReconcileInput): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Input
+// Input and its file: JSONL, one record a line
+
+/** What the reconcile CLI reads (rejected records are left out). */
+export function toReconcileJsonl(run: {
+  readonly accepted: readonly ExpectedRecord[];
+  readonly inDoubt: readonly ExpectedRecord[];
+}): string {
+  const lines = [
+    ...run.accepted.map((record) => ({ ...record, outcome: "accepted" })),
+    ...run.inDoubt.map((record) => ({ ...record, outcome: "in_doubt" })),
+  ].map((line) => `${JSON.stringify(line)}\n`);
+  return lines.join("");
+}
+
+export function writeReconcileJsonl(file: string, run: Parameters<typeof toReconcileJsonl>[0]) {
+  fs.writeFileSync(file, toReconcileJsonl(run));
+}
 
 export interface ParsedRecords {
   readonly accepted: ExpectedRecord[];
@@ -324,31 +305,26 @@ export function parseRecordsJsonl(text: string): ParsedRecords {
   const parsed: ParsedRecords = { accepted: [], inDoubt: [] };
   text.split("\n").forEach((line, index) => {
     if (line.trim() === "") return;
-    let value: unknown;
+    const fail = (why: string) => {
+      throw new Error(`line ${index + 1}: ${why}`);
+    };
+    let value: Record<string, unknown> = {};
     try {
-      value = JSON.parse(line);
+      value = Object(JSON.parse(line)) as Record<string, unknown>;
     } catch {
-      throw new Error(`line ${index + 1}: not JSON`);
+      fail("not JSON");
     }
-    const record = (typeof value === "object" && value !== null ? value : {}) as Record<
-      string,
-      unknown
-    >;
-    const { tenant_id: tenantId, log_id: logId, text_sha256: sha, outcome = "accepted" } = record;
-    if (typeof tenantId !== "string" || tenantId === "") {
-      throw new Error(`line ${index + 1}: tenant_id must be a non-empty string`);
+    const { tenant_id, log_id, text_sha256, outcome = "accepted" } = value;
+    if (typeof tenant_id !== "string" || tenant_id === "")
+      fail("tenant_id must be a non-empty string");
+    if (typeof log_id !== "string" || log_id === "") fail("log_id must be a non-empty string");
+    if (typeof text_sha256 !== "string" || !/^[0-9a-f]{64}$/.test(text_sha256)) {
+      fail("text_sha256 must be 64 lowercase hex digits");
     }
-    if (typeof logId !== "string" || logId === "") {
-      throw new Error(`line ${index + 1}: log_id must be a non-empty string`);
-    }
-    if (typeof sha !== "string" || !/^[0-9a-f]{64}$/.test(sha)) {
-      throw new Error(`line ${index + 1}: text_sha256 must be 64 lowercase hex digits`);
-    }
-    if (outcome !== "accepted" && outcome !== "in_doubt") {
-      throw new Error(`line ${index + 1}: outcome must be "accepted" or "in_doubt"`);
-    }
-    const entry = { tenant_id: tenantId, log_id: logId, text_sha256: sha };
-    (outcome === "accepted" ? parsed.accepted : parsed.inDoubt).push(entry);
+    if (outcome !== "accepted" && outcome !== "in_doubt")
+      fail('outcome must be "accepted" or "in_doubt"');
+    const record = { tenant_id, log_id, text_sha256 } as ExpectedRecord;
+    (outcome === "accepted" ? parsed.accepted : parsed.inDoubt).push(record);
   });
   return parsed;
 }
@@ -376,7 +352,7 @@ export interface DrainOptions {
 
 /** Polls `count` until the pipeline has drained (see the module comment) or time runs out. */
 export async function waitForDrain(
-  count: () => Promise<number>,
+  count: () => Promise<number> | number,
   expected: number,
   options: DrainOptions,
 ): Promise<DrainResult> {
@@ -432,21 +408,13 @@ export function fileSizeActivity(files: readonly string[]): () => string {
 // ---------------------------------------------------------------------------------------------
 // Firestore
 
-const FIELDS = [
-  "tenant_id",
-  "log_id",
-  "text_sha256",
-  "original_text",
-  "delivery_attempt",
-  "message_id",
-  "reason",
-];
+const FIELDS = ["tenant_id", "log_id", "text_sha256", "delivery_attempt", "message_id", "reason"];
 const COLLECTIONS: readonly LogCollection[] = ["processed_logs", "failed_logs"];
 
 /**
  * The tenants' processed_logs and failed_logs; with `logIdPrefix`, only the documents whose id
  * starts with it. A deployed tenant holds other runs' documents too, and every log id of a load
- * run starts with its run id (see load/processor.cjs).
+ * run starts with its run id (see scripts/load.ts).
  */
 function logQueries(firestore: Firestore, tenants: readonly string[], logIdPrefix?: string) {
   return tenants.flatMap((tenant) =>
@@ -477,14 +445,17 @@ export async function countDocuments(
   return counts.reduce((sum, n) => sum + n, 0);
 }
 
+/** With `rehash`, the stored texts too, to hash them again (see examine). */
 export async function readDocuments(
   firestore: Firestore,
   tenants: readonly string[],
   logIdPrefix?: string,
+  rehash = true,
 ): Promise<StoredDocument[]> {
+  const fields = rehash ? [...FIELDS, "original_text"] : FIELDS;
   const lists = await Promise.all(
     logQueries(firestore, tenants, logIdPrefix).map(async ({ tenant, collection, query }) => {
-      const snapshot = await query.select(...FIELDS).get();
+      const snapshot = await query.select(...fields).get();
       return snapshot.docs.map((doc): StoredDocument => ({
         path: doc.ref.path,
         collection,
@@ -511,6 +482,11 @@ export interface ReconcileRunOptions extends Partial<Omit<DrainOptions, "onProgr
   readonly deadLettersSince?: Date | null;
   /** Check only the documents whose log id starts with this (see logQueries). */
   readonly logIdPrefix?: string;
+  /**
+   * false: trust each document's text_sha256 instead of reading and hashing its text again
+   * (the bench, whose phases store a hundred thousand records; default true).
+   */
+  readonly rehash?: boolean;
   readonly onProgress?: (documents: number, expected: number) => void;
 }
 
@@ -538,12 +514,24 @@ export async function reconcileRun(
             quietMs: options.quietMs ?? DEFAULT_QUIET_MS,
           },
         );
-  const documents = await readDocuments(firestore, tenants, options.logIdPrefix);
+  const documents = await readDocuments(
+    firestore,
+    tenants,
+    options.logIdPrefix,
+    options.rehash ?? true,
+  );
   const deadLetters =
     options.deadLettersSince === undefined || options.deadLettersSince === null
       ? null
       : await countDeadLetters(firestore, options.deadLettersSince);
   return reconcile(input, documents, { deadLetters, drain });
+}
+
+/** The bench's reconciler: the pipeline has drained already, the stored hashes are trusted. */
+export function firestoreReconciler(
+  firestore: Firestore,
+): (input: ReconcileInput) => Promise<ReconcileReport> {
+  return (input) => reconcileRun(firestore, input, { wait: false, rehash: false });
 }
 
 // ---------------------------------------------------------------------------------------------

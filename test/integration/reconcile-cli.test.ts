@@ -6,7 +6,8 @@ import { expect } from "chai";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Firestore } from "@google-cloud/firestore";
-import { runLoad, toReconcileJsonl } from "../../scripts/lib/load-driver";
+import { runLoad } from "../../scripts/lib/load-engine";
+import { toReconcileJsonl } from "../../scripts/lib/reconcile";
 import { reconcileCli } from "./support/reconcile-cli";
 import {
   RUN_ID,
@@ -37,8 +38,8 @@ describe("npm run reconcile", function () {
     const load = await runLoad({
       url: stack.ingestUrl,
       records: 60,
+      ratePerSecond: 60,
       tenants,
-      concurrency: 8,
       logIdPrefix: `recon-${RUN_ID}`,
     });
     expect(load.accepted).to.have.length(60);

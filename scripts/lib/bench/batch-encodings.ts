@@ -1,7 +1,7 @@
 /**
- * The bodies the batch driver can send, and how each answer says which records were accepted:
- * NDJSON (202 with each line's fate), the same NDJSON gzip-compressed (`Content-Encoding:
- * gzip`), and OTLP/HTTP protobuf (`POST v1/logs`, 200 with an ExportLogsServiceResponse). The
+ * The bodies the load engine sends on the batch paths, and how each answer says which records
+ * were accepted: NDJSON (202 with each line's fate), the same NDJSON gzip-compressed
+ * (`Content-Encoding: gzip`), and OTLP/HTTP protobuf (`POST v1/logs`, 200 with an ExportLogsServiceResponse). The
  * OTLP bodies are what an OpenTelemetry JS exporter sends: records emitted through the SDK's
  * LoggerProvider and encoded by its own serializer, each carrying its log id as
  * `log.record.uid`, the attribute ingest takes as the document id.
@@ -61,7 +61,7 @@ function authorization(tenant: BatchTenant): Record<string, string> {
   return tenant.apiKey === null ? {} : { authorization: `Bearer ${tenant.apiKey}` };
 }
 
-/** The batch answer lists each line's fate; a 5xx without it may have published some lines. */
+/** The batch answer lists each line's fate; a 5xx without it may have published any line. */
 function ndjsonVerdict(status: number, answer: Uint8Array, records: number): BatchVerdict {
   let results: readonly { line: number; status: string }[] = [];
   try {
@@ -75,7 +75,10 @@ function ndjsonVerdict(status: number, answer: Uint8Array, records: number): Bat
     accepted: new Set(
       results.filter((result) => result.status === "accepted").map((result) => result.line - 1),
     ),
-    othersInDoubt: results.length !== records && status >= 500,
+    // A 503 lists its unconfirmed lines as in_doubt: they may or may not be stored.
+    othersInDoubt:
+      results.some((result) => result.status === "in_doubt") ||
+      (results.length !== records && status >= 500),
   };
 }
 

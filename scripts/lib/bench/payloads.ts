@@ -1,7 +1,8 @@
 /**
- * Record texts of realistic lengths for load runs: mostly log lines of 60 to 300 characters,
- * one in ten a multi-line stack trace or request dump of 1 to 4 KB, some carrying PII for the
- * redaction to find, some non-ASCII. Deterministic for a seed, so runs can be repeated.
+ * The one text generator of every load (scenarios, bench phases, chaos tests): mostly log lines
+ * of 60 to 300 characters, one in ten a multi-line stack trace of 1 to 4 KB, about one in five
+ * carrying PII for the redaction to find, some non-ASCII (accents, CJK, emoji) for UTF-8 to
+ * survive. Deterministic for a seed, so a run can be repeated exactly.
  */
 
 /** A tiny deterministic PRNG (mulberry32, public domain). */
@@ -28,9 +29,11 @@ const EVENTS = [
   "données synchronisées",
   "session renewed ✓",
   "quota at 80 % for tenant",
+  "日本語 ログ",
+  "ошибка 🚀",
 ];
 /** Snippets the redaction must find: e-mail, phone, card, SSN. */
-export const PII = [
+const PII = [
   (n: number) => `contact jane.doe${n}@example.com`,
   (n: number) => `phone 555-${String(1000 + (n % 9000)).padStart(4, "0")}`,
   () => "card 4111 1111 1111 1111",
@@ -70,6 +73,11 @@ function stackTrace(index: number, random: () => number): string {
   }
   if (random() < 0.3) lines.push(`while serving ${pick(PII, random)(index)}`);
   return lines.join("\n");
+}
+
+/** A log line only (60 to 300 characters), for loads whose budgets leave no room for traces. */
+export function logLineText(index: number, seed = 1): string {
+  return logLine(index, seededRandom((seed * 1_000_003 + index) >>> 0));
 }
 
 /** The text of record `index` for a given seed: about 90 % log lines, 10 % long traces. */

@@ -63,19 +63,20 @@ describe("bench batch encodings", () => {
     expect(verdict(400, new Uint8Array(), records.length).othersInDoubt).to.equal(false);
   });
 
-  it("reads the NDJSON answer line by line; a 5xx without it leaves the rest in doubt", () => {
+  it("reads the NDJSON answer line by line: in_doubt lines, or a 5xx without an answer, are in doubt", () => {
     const { verdict } = BATCH_ENCODINGS.ndjson;
-    const answer = Buffer.from(
-      JSON.stringify({
-        results: [
-          { line: 1, status: "accepted" },
-          { line: 2, status: "rejected" },
-        ],
-      }),
-    );
-    expect(verdict(202, answer, 2)).to.deep.equal({
+    const answer = (...statuses: string[]) =>
+      Buffer.from(
+        JSON.stringify({ results: statuses.map((status, i) => ({ line: i + 1, status })) }),
+      );
+    expect(verdict(202, answer("accepted", "rejected"), 2)).to.deep.equal({
       accepted: new Set([0]),
       othersInDoubt: false,
+    });
+    // A 503 lists the lines it could not confirm as in_doubt.
+    expect(verdict(503, answer("in_doubt", "in_doubt"), 2)).to.deep.equal({
+      accepted: new Set(),
+      othersInDoubt: true,
     });
     expect(verdict(503, Buffer.from("{}"), 2)).to.deep.equal({
       accepted: new Set(),

@@ -1,7 +1,4 @@
 import { expect } from "chai";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { LoadGate, runLoad, summarise, toReconcileJsonl } from "../../../scripts/lib/load-driver";
 import {
   type ExpectedRecord,
   type StoredDocument,
@@ -11,6 +8,7 @@ import {
   reconcile,
   sha256Hex,
   tenantsOf,
+  toReconcileJsonl,
   waitForDrain,
 } from "../../../scripts/lib/reconcile";
 
@@ -233,7 +231,7 @@ describe("parseRecordsJsonl", () => {
     ).to.throw(/outcome/);
   });
 
-  it("reads what the load driver writes", () => {
+  it("reads what the load runs write", () => {
     const jsonl = toReconcileJsonl({ accepted: [accepted(1)], inDoubt: [accepted(2)] });
     const parsed = parseRecordsJsonl(jsonl);
     expect(parsed.accepted).to.deep.equal([accepted(1)]);
@@ -293,104 +291,5 @@ describe("waitForDrain", () => {
       ...clock(),
     });
     expect(timedOut).to.deep.include({ drained: false, reason: "timeout" });
-  });
-});
-
-describe("load driver", () => {
-  let server: http.Server;
-  let url: string;
-  const seen: Array<{ type: string | undefined; tenant: string | undefined; body: string }> = [];
-
-  before(async () => {
-    // 202 for most records; 400 for log ids ending in 1, 503 for 2, a dropped connection for 3.
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8");
-        const type = req.headers["content-type"];
-        const logId = type?.startsWith("application/json")
-          ? (JSON.parse(body) as { log_id: string }).log_id
-          : String(req.headers["x-log-id"]);
-        seen.push({
-          type,
-          tenant: type?.startsWith("application/json")
-            ? (JSON.parse(body) as { tenant_id: string }).tenant_id
-            : (req.headers["x-tenant-id"] as string | undefined),
-          body,
-        });
-        if (logId.endsWith("3")) return req.socket.destroy();
-        const status = logId.endsWith("1") ? 400 : logId.endsWith("2") ? 503 : 202;
-        res.writeHead(status, status === 503 ? { "retry-after": "5" } : {}).end("{}");
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  });
-  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-
-  it("sends JSON and text records over the tenants and sorts them by answer", async () => {
-    const report = await runLoad({
-      url,
-      records: 40,
-      tenants: ["t1", "t2"],
-      concurrency: 4,
-      logIdPrefix: "r",
-    });
-    expect(report.records).to.equal(40);
-    // Ids r-0..r-39: 4 end in 1 (400), 4 in 2 (503), 4 in 3 (dropped), 28 accepted.
-    expect(report.accepted).to.have.length(28);
-    expect(report.rejected).to.have.length(4);
-    expect(report.inDoubt).to.have.length(8);
-    expect(report.statuses).to.include({ "202": 28, "400": 4, "503": 4 });
-    const kinds = new Set(seen.map((request) => request.type?.split(";")[0]));
-    expect(kinds).to.deep.equal(new Set(["application/json", "text/plain"]));
-    expect(new Set(seen.map((request) => request.tenant))).to.deep.equal(new Set(["t1", "t2"]));
-    expect(report.outcomes.find((outcome) => outcome.status === 503)?.retryAfter).to.equal("5");
-    const first = report.accepted[0] as ExpectedRecord;
-    const body = seen.find((request) => request.body.includes(`"log_id":"${first.log_id}"`));
-    const text = body
-      ? (JSON.parse(body.body) as { text: string }).text
-      : (seen.find((request) => sha256Hex(request.body) === first.text_sha256)?.body ?? "");
-    expect(sha256Hex(text)).to.equal(first.text_sha256);
-  });
-
-  it("counts a refused connection as rejected, and holds requests at a closed gate", async () => {
-    // A port that was just free: nothing listens there.
-    const closed = http.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
-    const { port } = closed.address() as AddressInfo;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
-    const refused = await runLoad({
-      url: `http://127.0.0.1:${port}/`,
-      records: 2,
-      tenants: ["t"],
-      concurrency: 1,
-      logIdPrefix: "x",
-    });
-    expect(refused.rejected).to.have.length(2);
-    expect(Object.keys(refused.statuses)).to.deep.equal(["ECONNREFUSED"]);
-
-    const gate = new LoadGate();
-    gate.close();
-    const run = runLoad({
-      url,
-      records: 3,
-      tenants: ["t"],
-      concurrency: 2,
-      logIdPrefix: "g",
-      gate,
-    });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const before = seen.length;
-    gate.open();
-    const report = await run;
-    expect(before).to.equal(seen.length - 3);
-    expect(report.records).to.equal(3);
-  });
-
-  it("summarises latencies by rank", () => {
-    expect(summarise([5, 1, 3, 2, 4])).to.deep.equal({ count: 5, p50: 3, p95: 5, p99: 5, max: 5 });
-    expect(summarise([])).to.deep.equal({ count: 0, p50: 0, p95: 0, p99: 0, max: 0 });
   });
 });
