@@ -11,6 +11,7 @@
  *                    [--coalesce-ms N] [--log-record-success] [--firestore-heap 3g]
  *                    [--only redaction|<phase>,<phase>,...] [--baseline path/to/redaction.ts]
  *                    [--redaction-rounds 7]
+ *   npm run bench -- --only noisy-neighbour [--noisy-limit 200] [--noisy-seconds 30]
  *
  * First, without any emulator, the redaction speed (redaction-speed.ts); `--only redaction`
  * stops there. Then, on the production-faithful stack with diagnostics on
@@ -21,6 +22,8 @@
  * path as NDJSON, gzip NDJSON and OTLP protobuf. Each product phase waits for the backlog to
  * drain and reconciles every accepted record against Firestore. `--only single` runs the
  * warm-up, the ceilings (unless --no-ceilings), the broker latency and that phase.
+ * `--only noisy-neighbour` runs only the quota phase (product.ts, runNoisyNeighbour) on a stack
+ * of its own with TENANT_RATE_LIMIT_PER_SECOND = --noisy-limit.
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -32,7 +35,13 @@ import { startStack, type Stack } from "./lib/stack";
 import * as ceilings from "./lib/bench/ceilings";
 import type { BatchEncoding } from "./lib/bench/batch-encodings";
 import { FunctionLog } from "./lib/bench/log-counter";
-import { runPhase, type PhaseResult, type PhaseSpec, type RequestPoint } from "./lib/bench/product";
+import {
+  runNoisyNeighbour,
+  runPhase,
+  type PhaseResult,
+  type PhaseSpec,
+  type RequestPoint,
+} from "./lib/bench/product";
 import { ProcSampler, jvmOfGroup } from "./lib/bench/procstat";
 import { firestoreReconciler } from "./lib/reconcile";
 import { measureRedactionSpeed, renderRedactionSpeed } from "./lib/bench/redaction-speed";
@@ -75,6 +84,8 @@ function parseOptions(argv: readonly string[]) {
       only: { type: "string" },
       baseline: { type: "string" },
       "redaction-rounds": { type: "string", default: "7" },
+      "noisy-limit": { type: "string", default: "200" },
+      "noisy-seconds": { type: "string", default: "30" },
     },
   });
   const number = (name: keyof typeof v, min: number, max: number, raw = String(v[name])) => {
@@ -85,10 +96,11 @@ function parseOptions(argv: readonly string[]) {
     return value;
   };
   const only = v.only?.split(",").map((name) => name.trim());
-  const unknown = only?.filter((name) => !["redaction", ...PRODUCT_PHASES].includes(name)) ?? [];
-  if (unknown.length > 0 || (only?.includes("redaction") && only.length > 1)) {
+  const alone = ["redaction", "noisy-neighbour"];
+  const unknown = only?.filter((name) => ![...alone, ...PRODUCT_PHASES].includes(name)) ?? [];
+  if (unknown.length > 0 || (only?.some((name) => alone.includes(name)) && only.length > 1)) {
     throw new Error(
-      `--only takes "redaction" or some of ${PRODUCT_PHASES.join(", ")}; got "${v.only}"`,
+      `--only takes "redaction", "noisy-neighbour" or some of ${PRODUCT_PHASES.join(", ")}; got "${v.only}"`,
     );
   }
   return {
@@ -109,9 +121,11 @@ function parseOptions(argv: readonly string[]) {
     logRecordSuccess: v["log-record-success"] === true,
     firestoreHeap: v["firestore-heap"] ?? "3g",
     /** The product phases to run, in this order for the batch ones; all when not given. */
-    only: only as readonly ("redaction" | ProductPhase)[] | undefined,
+    only: only as readonly ("redaction" | "noisy-neighbour" | ProductPhase)[] | undefined,
     baseline: v.baseline,
     redactionRounds: number("redaction-rounds", 1, 50),
+    noisyLimit: number("noisy-limit", 1, 100_000),
+    noisySeconds: number("noisy-seconds", 5, 600),
   };
 }
 type BenchOptions = ReturnType<typeof parseOptions>;
@@ -153,7 +167,31 @@ async function main(): Promise<void> {
     `Benchmark ${runId} on ${machine.nproc} cores (${machine.cpuModel}), Node ${machine.node}, load average ${machine.loadAverageAtStart.join(" ")}`,
   );
 
-  const productPhases = options.only?.includes("redaction") ? [] : (options.only ?? PRODUCT_PHASES);
+  if (options.only?.includes("noisy-neighbour")) {
+    const noisy = await runNoisyNeighbour({
+      limitPerSecond: options.noisyLimit,
+      seconds: options.noisySeconds,
+      runId,
+      log,
+    });
+    const file = `${outputBase(options, machine, "-noisy-neighbour")}.json`;
+    const result = {
+      runId,
+      label: options.label,
+      machine,
+      options,
+      noisy,
+      loadAverageAtEnd: loadAverage(),
+    };
+    fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    log(
+      JSON.stringify(noisy, (key, value: unknown) => (key === "reconcile" ? undefined : value), 2),
+    );
+    return log(`Wrote ${path.relative(REPO_ROOT, file)}`);
+  }
+  const productPhases = options.only?.includes("redaction")
+    ? []
+    : ((options.only as readonly ProductPhase[] | undefined) ?? PRODUCT_PHASES);
   // A run of chosen product phases skips the redaction speed, which needs no stack.
   const redaction =
     options.only === undefined || productPhases.length === 0
