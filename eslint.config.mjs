@@ -7,7 +7,6 @@ export default tseslint.config(
     ignores: [
       "**/node_modules/**",
       "functions/lib/**",
-      ".emulators/**",
       ".run/**",
       "docs/bench/**",
     ],
