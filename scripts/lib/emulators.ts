@@ -129,7 +129,8 @@ export class ManagedProcess {
     });
     if (ready) {
       await waitUntilReady({ ...ready, process: this }).catch(async (error: unknown) => {
-        await this.stop();
+        // One that never answered is stopped; one that exited is left to replaceAfterMs.
+        if (this.child === child) await this.stop();
         throw error;
       });
     }
