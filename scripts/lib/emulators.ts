@@ -141,10 +141,17 @@ export class ManagedProcess {
     if (delay === undefined) return;
     const note = `\n[supervisor] instance exited ${how}; starting a new one in ${delay} ms\n`;
     if (this.spec.logFile) fs.appendFileSync(this.spec.logFile, note);
+    clearTimeout(this.replacement); // at most one replacement pending
     this.replacement = setTimeout(() => {
       if (this.running) return;
       this.replaced += 1;
-      this.start().catch(() => undefined); // a failed start exits, and is replaced in turn
+      // Never down in silence: a start that fails before spawning is logged and tried again.
+      this.start().catch((error: Error) => {
+        if (this.running || this.stopping) return;
+        if (this.spec.logFile)
+          fs.appendFileSync(this.spec.logFile, `\n[supervisor] ${error.message}\n`);
+        this.replaceLater("and its replacement failed");
+      });
     }, delay);
   }
 

@@ -197,7 +197,6 @@ export function functionInstance(spec: FunctionInstanceSpec): ManagedProcess {
     ),
     cwd: path.dirname(spec.source),
     logFile: spec.logFile,
-    port: spec.port,
     // functions-framework listens once the module has loaded, so a connection means ready;
     // an HTTP probe without a body would make its CloudEvent middleware throw.
     ready: { host: LOOPBACK, port: spec.port },
