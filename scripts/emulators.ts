@@ -1,50 +1,39 @@
 /**
- * `npm run emulators`: the Firebase emulator suite (functions, Firestore, Pub/Sub) offline, with
- * the ports and project of firebase.json and .firebaserc. The npm script builds first.
+ * `npm run emulators`: plain `firebase emulators:start` (functions, Firestore, Pub/Sub, with the
+ * ports of firebase.json), plus the demo tenant's key and a ready curl once it is up. The npm
+ * script builds first, and the build places the emulators where firebase-tools finds them, so
+ * `npx firebase emulators:start` works offline as well.
  *
  * The suite acks every Pub/Sub event, even one whose function threw, so failed events are never
  * redelivered here; `npm start` runs the production-faithful stack that does redeliver.
  */
 import fs from "node:fs";
 import path from "node:path";
-import { seedDemoTenant } from "./lib/demo-tenant";
-import {
-  LOOPBACK,
-  ManagedProcess,
-  REPO_ROOT,
-  childEnv,
-  prepareFirebaseEmulatorBinaries,
-  waitUntilReady,
-} from "./lib/emulators";
-import { demoCurl, describeDemoKey, resolveFunctionsSource } from "./lib/stack";
+import { readyBanner, seedDemoTenant } from "./lib/demo-tenant";
+import { LOOPBACK, ManagedProcess, REPO_ROOT, childEnv, waitUntilReady } from "./lib/emulators";
+import { installEmulators } from "./lib/install-emulators";
+import { resolveFunctionsSource } from "./lib/stack";
 
 const PROJECT = "demo-rdp";
-const FIREBASE_BIN = path.join(REPO_ROOT, "node_modules", ".bin", "firebase");
 /** The JVMs and the functions runtime start cold; the suite takes 10-20 s on two cores. */
 const READY_TIMEOUT_MS = 180_000;
 
-interface EmulatorAddress {
-  readonly host?: string;
-  readonly port: number;
-}
+type Address = { host?: string; port: number };
+const { emulators } = JSON.parse(
+  fs.readFileSync(path.join(REPO_ROOT, "firebase.json"), "utf8"),
+) as {
+  emulators: { functions: Address; firestore: Address };
+};
+const hostPort = ({ host = LOOPBACK, port }: Address) => `${host}:${port}`;
 
-interface FirebaseJson {
-  readonly emulators: { readonly functions: EmulatorAddress; readonly firestore: EmulatorAddress };
-}
-
-interface BackendInfo {
-  readonly functionTriggers?: ReadonlyArray<{ readonly entryPoint?: string; region?: string }>;
-}
-
-function hostPort(address: EmulatorAddress): string {
-  return `${address.host ?? LOOPBACK}:${address.port}`;
-}
-
-/** The ingest trigger's region once the functions emulator has loaded our code, else undefined. */
-function ingestRegion(body: string): string | undefined {
+/** The ingest trigger's region once the functions emulator has loaded our code. */
+function ingestRegion(backendsJson: string): string | undefined {
+  type Backends = {
+    backends?: Array<{ functionTriggers?: Array<{ entryPoint?: string; region?: string }> }>;
+  };
   try {
-    const { backends } = JSON.parse(body) as { backends?: BackendInfo[] };
-    const triggers = (backends ?? []).flatMap((backend) => backend.functionTriggers ?? []);
+    const { backends = [] } = JSON.parse(backendsJson) as Backends;
+    const triggers = backends.flatMap((backend) => backend.functionTriggers ?? []);
     return triggers.find((trigger) => trigger.entryPoint === "ingest")?.region;
   } catch {
     return undefined;
@@ -52,56 +41,34 @@ function ingestRegion(body: string): string | undefined {
 }
 
 async function main(): Promise<void> {
-  resolveFunctionsSource(path.join(REPO_ROOT, "functions", "lib"));
-  const firebase = firebaseProcess();
-  let shuttingDown = false;
-  const shutdown = (code: number) => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    // Gracefully: firebase starts its emulator JVMs in process groups of their own, which
-    // killing firebase would leave behind.
-    void firebase.stop().finally(() => process.exit(code));
-  };
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.on(signal, () => shutdown(0));
-  }
-  try {
-    await start(firebase);
-  } catch (error) {
-    console.error(error instanceof Error ? error.message : error);
-    shutdown(1);
-  }
-}
-
-function firebaseProcess(): ManagedProcess {
+  resolveFunctionsSource();
+  installEmulators(); // the build did it, and only warned if something is missing
   const firebase = new ManagedProcess({
-    name: "firebase emulators",
-    command: FIREBASE_BIN,
+    name: "firebase emulators:start",
+    command: path.join(REPO_ROOT, "node_modules/.bin/firebase"),
     args: ["emulators:start", "--project", PROJECT],
-    env: childEnv(
-      { ...prepareFirebaseEmulatorBinaries(), METADATA_SERVER_DETECTION: "none" },
-      true,
-    ),
-    // Its own SIGTERM handler stops the emulators it started; a second signal would not wait.
-    stopSignal: "SIGTERM",
+    env: childEnv({ METADATA_SERVER_DETECTION: "none" }, true),
+    // Its SIGTERM handler stops the emulator JVMs, which run in process groups of their own.
     stopGraceMs: 30_000,
   });
-  firebase.onExit((code, signal, requested) => {
+  firebase.onExit((code, requested) => {
     if (requested) return;
-    console.error(`firebase emulators:start exited ${signal ?? `with code ${code}`}`);
-    process.exit(code === 0 || code === null ? 1 : code);
+    console.error(`firebase emulators:start exited with code ${code}`);
+    process.exit(code || 1);
   });
-  return firebase;
+  const shutdown = (code: number) => void firebase.stop().finally(() => process.exit(code));
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
+    process.on(signal, () => shutdown(0));
+  await firebase.start();
+  await announce(firebase).catch((error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    shutdown(1);
+  });
 }
 
-async function start(firebase: ManagedProcess): Promise<void> {
-  const config = JSON.parse(
-    fs.readFileSync(path.join(REPO_ROOT, "firebase.json"), "utf8"),
-  ) as FirebaseJson;
-  const functionsHost = hostPort(config.emulators.functions);
-  const firestoreHost = hostPort(config.emulators.firestore);
-
-  firebase.start();
+/** Seeds the demo tenant once Firestore answers, and prints the banner once ingest is loaded. */
+async function announce(firebase: ManagedProcess): Promise<void> {
+  const firestoreHost = hostPort(emulators.firestore);
   await waitUntilReady({
     url: `http://${firestoreHost}/`,
     ready: (status, body) => status === 200 && body.trim() === "Ok",
@@ -109,33 +76,21 @@ async function start(firebase: ManagedProcess): Promise<void> {
     process: firebase,
   });
   const tenant = await seedDemoTenant({ projectId: PROJECT, firestoreHost });
-
-  const backendsUrl = `http://${functionsHost}/backends`;
+  let region: string | undefined;
   await waitUntilReady({
-    url: backendsUrl,
-    ready: (status, body) => status === 200 && ingestRegion(body) !== undefined,
+    url: `http://${hostPort(emulators.functions)}/backends`,
+    ready: (_, body) => (region = ingestRegion(body)) !== undefined,
     timeoutMs: READY_TIMEOUT_MS,
     process: firebase,
   });
-  const region = ingestRegion(await (await fetch(backendsUrl)).text());
-  const ingestUrl = `http://${functionsHost}/${PROJECT}/${region}/ingest`;
-
-  console.log(
-    [
-      "",
-      `Robust Data Processor: Firebase emulator suite ready (project ${PROJECT})`,
-      `  Ingest       ${ingestUrl}`,
-      `  Firestore    FIRESTORE_EMULATOR_HOST=${firestoreHost}`,
-      `  Tenant       ${tenant.tenantId}`,
-      `  API key      ${describeDemoKey(tenant, process.env.AUTH_MODE)}`,
-      "  Note         this suite never redelivers a failed event; `npm start` does",
-      "",
-      "Try:",
-      `  ${demoCurl(ingestUrl, tenant)}`,
-      "",
-      "Ctrl-C stops everything.",
-    ].join("\n"),
-  );
+  const ingestUrl = `http://${hostPort(emulators.functions)}/${PROJECT}/${region}/ingest`;
+  const rows = [
+    ["Ingest", ingestUrl],
+    ["Firestore", `FIRESTORE_EMULATOR_HOST=${firestoreHost}`],
+    ["Note", "this suite never redelivers a failed event; `npm start` does"],
+  ] as const;
+  const title = `Robust Data Processor: Firebase emulator suite ready (project ${PROJECT})`;
+  console.log(readyBanner(title, rows, ingestUrl, tenant));
 }
 
 main().catch((error: unknown) => {

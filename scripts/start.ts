@@ -6,45 +6,34 @@
  * The functions inherit this environment, so `AUTH_MODE=disabled npm start` works as expected.
  */
 import path from "node:path";
-import { DEMO_KEY_FILE, seedDemoTenant } from "./lib/demo-tenant";
+import { readyBanner, seedDemoTenant } from "./lib/demo-tenant";
 import { REPO_ROOT } from "./lib/emulators";
-import { type Stack, demoCurl, describeDemoKey, startStack } from "./lib/stack";
-
-const PROJECT = "demo-rdp";
+import { type Stack, startStack } from "./lib/stack";
 
 function portFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name]?.trim();
-  if (raw === undefined || raw === "") return fallback;
-  const port = Number(raw);
-  if (!/^\d+$/.test(raw) || port < 1 || port > 65_535) {
+  const raw = process.env[name]?.trim() || String(fallback);
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 65_535) {
     throw new Error(`${name} must be a port number (1-65535), got "${raw}"`);
   }
-  return port;
+  return Number(raw);
 }
 
 async function main(): Promise<void> {
-  // Filled in once started; a signal during start-up exits, and the exit hook reaps children.
   const running: { stack?: Stack } = {};
-  let shuttingDown = false;
-  const shutdown = async (signal: NodeJS.Signals) => {
-    if (shuttingDown) return;
-    shuttingDown = true;
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
     console.log(`\n${signal}: stopping the functions and emulators...`);
-    try {
-      await running.stack?.stop();
-    } finally {
-      process.exit(0);
-    }
+    // During start-up there is no stack yet: exiting lets the exit hook reap the children.
+    void Promise.resolve(running.stack?.stop()).finally(() => process.exit(0));
   };
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.on(signal, () => void shutdown(signal));
-  }
-
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, shutdown);
   const startedAt = Date.now();
   console.log("Starting the Pub/Sub and Firestore emulators and both functions...");
   const stack = await startStack({
     name: "start",
-    project: PROJECT,
+    project: "demo-rdp",
     topic: process.env.INGEST_TOPIC?.trim() || "rdp-ingest",
     emulatorOptions: {
       pubsubPort: portFromEnv("PUBSUB_PORT", 8085),
@@ -56,30 +45,26 @@ async function main(): Promise<void> {
     freshLogs: true,
   });
   running.stack = stack;
-  const tenant = await seedDemoTenant({ projectId: PROJECT, firestoreHost: stack.firestoreHost });
+  const tenant = await seedDemoTenant({
+    projectId: stack.project,
+    firestoreHost: stack.firestoreHost,
+  });
   const seconds = ((Date.now() - startedAt) / 1000).toFixed(1);
-  const logs = path.relative(REPO_ROOT, stack.logs.dir);
-
-  console.log(
+  const rows = [
+    ["Ingest", `${stack.ingestUrl}  (also ${stack.ingestUrl}ingest)`],
     [
-      "",
-      `Robust Data Processor: local stack ready in ${seconds} s (project ${stack.project})`,
-      `  Ingest       ${stack.ingestUrl}  (also ${stack.ingestUrl}ingest)`,
-      `  Worker       ${stack.processUrl}`,
-      `               push endpoint of subscription ${stack.subscription} on topic ${stack.topic}`,
-      `  Firestore    FIRESTORE_EMULATOR_HOST=${stack.firestoreHost}`,
-      `  Pub/Sub      PUBSUB_EMULATOR_HOST=${stack.pubsubHost}`,
-      `  Tenant       ${tenant.tenantId}`,
-      `  API key      ${describeDemoKey(tenant, process.env.AUTH_MODE)}`,
-      `               also in ${path.relative(REPO_ROOT, DEMO_KEY_FILE)}: export KEY=$(cat ${path.relative(REPO_ROOT, DEMO_KEY_FILE)})`,
-      `  Logs         ${logs}/ (ingest.log, process.log, pubsub.log, firestore.log)`,
-      "",
-      "Try:",
-      `  ${demoCurl(`${stack.ingestUrl}ingest`, tenant)}`,
-      "",
-      "Ctrl-C stops everything.",
-    ].join("\n"),
-  );
+      "Worker",
+      `${stack.processUrl}\npush endpoint of subscription ${stack.subscription} on topic ${stack.topic}`,
+    ],
+    ["Firestore", `FIRESTORE_EMULATOR_HOST=${stack.firestoreHost}`],
+    ["Pub/Sub", `PUBSUB_EMULATOR_HOST=${stack.pubsubHost}`],
+    [
+      "Logs",
+      `${path.relative(REPO_ROOT, stack.logs.dir)}/ (ingest.log, process.log, pubsub.log, firestore.log)`,
+    ],
+  ] as const;
+  const title = `Robust Data Processor: local stack ready in ${seconds} s (project ${stack.project})`;
+  console.log(readyBanner(title, rows, `${stack.ingestUrl}ingest`, tenant));
 }
 
 main().catch((error: unknown) => {

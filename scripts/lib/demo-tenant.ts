@@ -17,10 +17,15 @@ export const DEMO_KEY_LABEL = "demo";
 /** Where the README's curl examples read the demo key from (git-ignored, owner-only). */
 export const DEMO_KEY_FILE = path.join(REPO_ROOT, ".run", "demo-api-key");
 
+export interface DemoTenant {
+  readonly tenantId: string;
+  readonly apiKey: string;
+}
+
 export async function seedDemoTenant(env: {
   projectId: string;
   firestoreHost: string;
-}): Promise<{ tenantId: string; apiKey: string | null }> {
+}): Promise<DemoTenant> {
   const firestore = emulatorFirestore(env.projectId, env.firestoreHost);
   try {
     const created = await createFirestoreApiKeys(firestore).create(DEMO_TENANT_ID, DEMO_KEY_LABEL);
@@ -30,4 +35,35 @@ export async function seedDemoTenant(env: {
   } finally {
     await firestore.terminate();
   }
+}
+
+/**
+ * What both local modes print once ready: where things are, the demo key and a ready curl.
+ * `rows` are label/value pairs; a value may hold several lines.
+ */
+export function readyBanner(
+  title: string,
+  rows: ReadonlyArray<readonly [string, string]>,
+  curlUrl: string,
+  tenant: DemoTenant,
+): string {
+  const keyFile = path.relative(REPO_ROOT, DEMO_KEY_FILE);
+  const body = JSON.stringify({ tenant_id: tenant.tenantId, log_id: "demo-1", text: "hello" });
+  const table = [
+    ...rows,
+    ["Tenant", tenant.tenantId],
+    ["API key", `${tenant.apiKey}\nalso in ${keyFile}: export KEY=$(cat ${keyFile})`],
+  ];
+  return [
+    "",
+    title,
+    ...table.map(
+      ([label, value]) => `  ${label.padEnd(13)}${value.replace(/\n/g, `\n${" ".repeat(15)}`)}`,
+    ),
+    "",
+    "Try:",
+    `  curl -i -X POST '${curlUrl}' -H 'Content-Type: application/json' -H 'Authorization: Bearer ${tenant.apiKey}' -d '${body}'`,
+    "",
+    "Ctrl-C stops everything.",
+  ].join("\n");
 }

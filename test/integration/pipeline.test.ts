@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { Firestore } from "@google-cloud/firestore";
 import { PubSub } from "@google-cloud/pubsub";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { logEntries, startTestStack, type TestStack } from "./support/stack";
+import { logEntries, sharedTestStack, startTestStack, type TestStack } from "./support/stack";
 
 const runId = randomUUID().slice(0, 8);
 
@@ -50,14 +50,12 @@ describe("pipeline on the emulators", function () {
     }, `tenants/${tenantId}/processed_logs/${logId}`);
 
   before(async () => {
-    // Success lines on: "wrote nothing for any rejected request" reads ingest's accepted lines.
-    stack = await startTestStack("pipeline", { LOG_RECORD_SUCCESS: "true" });
+    stack = await sharedTestStack();
     firestore = new Firestore({ projectId: stack.project });
     apiKey = (await createFirestoreApiKeys(firestore).create(tenant, "pipeline test")).key;
   });
   after(async () => {
     await firestore?.terminate();
-    await stack?.stop();
   });
 
   it("stores the brief's JSON record, redacted, with every documented field", async () => {

@@ -14,7 +14,7 @@ import {
   TEST_PROJECT,
   type TestStack,
   sharedEmulators,
-  startTestStack,
+  sharedTestStack,
 } from "./support/stack";
 
 const run = promisify(execFile);
@@ -52,13 +52,12 @@ describe("scripts/smoke.sh against the local stack", function () {
   let apiKey: string;
 
   before(async () => {
-    stack = await startTestStack("smoke");
+    stack = await sharedTestStack();
     firestore = new Firestore({ projectId: TEST_PROJECT });
     apiKey = (await createFirestoreApiKeys(firestore).create(tenant, "smoke test")).key;
   });
 
   after(async () => {
-    await stack?.stop();
     await firestore?.terminate();
   });
 

@@ -23,7 +23,7 @@ import {
   type ReadableLogRecord,
 } from "@opentelemetry/sdk-logs";
 import { createFirestoreApiKeys } from "../../../functions/src/lib/api-keys";
-import { RUN_ID, pollUntil, startTestStack, type TestStack } from "../support/stack";
+import { RUN_ID, pollUntil, sharedTestStack, type TestStack } from "../support/stack";
 
 type ExporterConfig = NonNullable<ConstructorParameters<typeof JsonLogExporter>[0]>;
 type Compression = NonNullable<ExporterConfig["compression"]>;
@@ -177,12 +177,11 @@ describe("OpenTelemetry JS SDK exporting logs to /v1/logs", function () {
   let firestore: Firestore;
 
   before(async () => {
-    stack = await startTestStack("clients-otel-sdk");
+    stack = await sharedTestStack();
     firestore = new Firestore({ projectId: stack.project });
   });
   after(async () => {
     await firestore?.terminate();
-    await stack?.stop();
   });
 
   /** Waits for the tenant's documents to reach `expected`, then checks they stay there. */

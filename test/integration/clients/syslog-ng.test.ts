@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../../functions/src/lib/api-keys";
-import { RUN_ID, pollUntil, startTestStack, type TestStack } from "../support/stack";
+import { RUN_ID, pollUntil, sharedTestStack, type TestStack } from "../support/stack";
 
 const INSTALL_HINT =
   "run scripts/install-test-clients.sh as root (it installs Debian's syslog-ng-core and " +
@@ -80,7 +80,7 @@ describe("syslog-ng (Debian package) forwarding a file to ingest as NDJSON", fun
     const found = requireSyslogNg();
     syslogNgBinary = found.binary;
     console.log(`      using ${found.version}`);
-    stack = await startTestStack("clients-syslog-ng");
+    stack = await sharedTestStack();
     firestore = new Firestore({ projectId: stack.project });
     workDir = await mkdtemp(path.join(os.tmpdir(), `rdp-syslog-ng-${RUN_ID}-`));
   });
@@ -92,7 +92,6 @@ describe("syslog-ng (Debian package) forwarding a file to ingest as NDJSON", fun
       await exited;
     }
     await firestore?.terminate();
-    await stack?.stop();
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 

@@ -1,10 +1,12 @@
 /**
- * Test stacks on the run's shared emulators: each suite starts its own pair of functions on
- * free ports, with its own topic and push subscription, and stops them in its `after` hook.
+ * Test stacks on the run's shared emulators. Suites that need only the default environment
+ * share one pair of functions (sharedTestStack) and keep apart through run-scoped tenants and
+ * ids; a suite that needs its own environment, or kills and counts instances, starts its own
+ * pair on free ports, with its own topic and push subscription (startTestStack).
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { LOOPBACK, freePort, waitUntilReady } from "../../../scripts/lib/emulators";
+import { LOOPBACK, freePort } from "../../../scripts/lib/emulators";
 import {
   type FunctionTarget,
   type Stack,
@@ -55,6 +57,22 @@ export async function startTestStack(
   return stack;
 }
 
+let shared: Promise<TestStack> | undefined;
+
+/**
+ * The run's one stack with the default environment (AUTH_MODE=api_key, deployed limits),
+ * started by the first suite that asks and stopped after the last suite: suites must not stop
+ * it, kill its instances or count its log lines without filtering them by their own ids.
+ */
+export async function sharedTestStack(): Promise<TestStack> {
+  // Success lines on: the pipeline suite reads ingest's accepted lines to check what it wrote.
+  shared ??= startTestStack("shared", { LOG_RECORD_SUCCESS: "true" });
+  const stack = await shared;
+  // A chaos scenario may have restarted the Pub/Sub emulator, which forgets every topic.
+  await stack.ensureTopology();
+  return stack;
+}
+
 /** The structured lines of a function's log; the framework's own lines are not JSON. */
 export async function logEntries(file: string): Promise<Record<string, unknown>[]> {
   return (await readFile(file, "utf8")).split("\n").flatMap((line) => {
@@ -87,8 +105,7 @@ export async function startExtraInstance(
     env: { ...stack.env, ...env },
     logFile,
   });
-  instance.start();
   atRunEnd(() => instance.stop());
-  await waitUntilReady({ host: LOOPBACK, port, timeoutMs: 60_000, process: instance });
+  await instance.start();
   return { url: `http://${LOOPBACK}:${port}/`, logFile, stop: () => instance.stop() };
 }
