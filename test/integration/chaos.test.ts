@@ -6,7 +6,7 @@
  * written to .run/integration-<run>/chaos-summary.json; docs/RELIABILITY.md quotes a full run.
  *
  * Local choices (see docs/RELIABILITY.md for the reasons):
- * - The local push subscriptions have no retry policy (scripts/lib/stack.ts SubscriptionPolicy):
+ * - The local push subscriptions have no retry policy (scripts/lib/stack.ts, pushTopology):
  *   with one, the Pub/Sub emulator 0.8.20 stalls once pushes fail repeatedly. Without one it
  *   redelivers a failed push after about 1 s.
  * - Both emulators keep their state in memory, so stopping one wipes it. The outage scenarios
