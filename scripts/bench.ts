@@ -12,6 +12,7 @@
  *                    [--only redaction|<phase>,<phase>,...] [--baseline path/to/redaction.ts]
  *                    [--redaction-rounds 7]
  *   npm run bench -- --only noisy-neighbour [--noisy-limit 200] [--noisy-seconds 30]
+ *                    [--noisy-batch 1]
  *
  * First, without any emulator, the redaction speed (redaction-speed.ts); `--only redaction`
  * stops there. Then, on the production-faithful stack with diagnostics on
@@ -86,6 +87,7 @@ function parseOptions(argv: readonly string[]) {
       "redaction-rounds": { type: "string", default: "7" },
       "noisy-limit": { type: "string", default: "200" },
       "noisy-seconds": { type: "string", default: "30" },
+      "noisy-batch": { type: "string", default: "1" },
     },
   });
   const number = (name: keyof typeof v, min: number, max: number, raw = String(v[name])) => {
@@ -126,6 +128,7 @@ function parseOptions(argv: readonly string[]) {
     redactionRounds: number("redaction-rounds", 1, 50),
     noisyLimit: number("noisy-limit", 1, 100_000),
     noisySeconds: number("noisy-seconds", 5, 600),
+    noisyBatch: number("noisy-batch", 1, 1_000),
   };
 }
 type BenchOptions = ReturnType<typeof parseOptions>;
@@ -171,6 +174,7 @@ async function main(): Promise<void> {
     const noisy = await runNoisyNeighbour({
       limitPerSecond: options.noisyLimit,
       seconds: options.noisySeconds,
+      floodBatchSize: options.noisyBatch,
       runId,
       log,
     });

@@ -222,6 +222,11 @@ export interface NoisyNeighbourSpec {
   readonly limitPerSecond: number;
   /** Tenant B's normal rate (default half its limit); A sends at ten times the limit. */
   readonly normalPerSecond?: number;
+  /**
+   * A's records a request: 1 floods with single-record requests (ten times the limit in
+   * requests), more sends NDJSON batches of this many (ten times the limit in records).
+   */
+  readonly floodBatchSize?: number;
   /** Length of each part: B alone, then B with A. */
   readonly seconds: number;
   readonly runId: string;
@@ -230,7 +235,8 @@ export interface NoisyNeighbourSpec {
 
 export interface NoisyNeighbourResult {
   readonly limitPerSecond: number;
-  readonly offered: { readonly a: number; readonly b: number };
+  /** Records a second; A's in requests of `aRecordsPerRequest`. */
+  readonly offered: { readonly a: number; readonly b: number; readonly aRecordsPerRequest: number };
   readonly bAlone: { readonly statuses: Record<string, number>; readonly latency?: LatencySummary };
   readonly bWithA: { readonly statuses: Record<string, number>; readonly latency?: LatencySummary };
   /** B got 202 and nothing else, in both parts. */
@@ -265,21 +271,24 @@ export async function runNoisyNeighbour(spec: NoisyNeighbourSpec): Promise<Noisy
     if (a === undefined || b === undefined || warm === undefined) throw new Error("no tenants");
     const normal = spec.normalPerSecond ?? spec.limitPerSecond / 2;
     const flood = spec.limitPerSecond * 10;
-    const send = (tenant: TenantKey, rate: number, seconds: number, prefix: string) =>
+    const floodBatchSize = spec.floodBatchSize ?? 1;
+    const send = (tenant: TenantKey, rate: number, seconds: number, prefix: string, size = 1) =>
       runLoad({
         url: stack.ingestUrl,
         ...loadOf([tenant]),
-        at: arrivalTimes([{ seconds, rate }]),
+        at: arrivalTimes([{ seconds, rate: rate / size }]),
         logIdPrefix: `${prefix}-${spec.runId}`,
+        ...(size > 1 ? { batch: { size, encoding: "ndjson" as const } } : {}),
       });
     spec.log(
-      `  noisy-neighbour: limit ${spec.limitPerSecond}/s, B at ${normal}/s, A at ${flood}/s`,
+      `  noisy-neighbour: limit ${spec.limitPerSecond}/s, B at ${normal}/s, A at ${flood}/s` +
+        ` in requests of ${floodBatchSize} record(s)`,
     );
     await send(warm, normal, 5, "warm");
     const alone = await send(b, normal, spec.seconds, "b-alone");
     const [withA, flooding] = await Promise.all([
       send(b, normal, spec.seconds, "b-with-a"),
-      send(a, flood, spec.seconds, "a-flood"),
+      send(a, flood, spec.seconds, "a-flood", floodBatchSize),
     ]);
     const runs = [alone, withA, flooding];
     const tenants = [a.tenantId, b.tenantId];
@@ -297,7 +306,7 @@ export async function runNoisyNeighbour(spec: NoisyNeighbourSpec): Promise<Noisy
     const p99Alone = alone.latency?.p99;
     return {
       limitPerSecond: spec.limitPerSecond,
-      offered: { a: flood, b: normal },
+      offered: { a: flood, b: normal, aRecordsPerRequest: floodBatchSize },
       bAlone: { statuses: { ...alone.statuses }, latency: alone.latency },
       bWithA: { statuses: { ...withA.statuses }, latency: withA.latency },
       bOnly202: only202(alone) && only202(withA),
