@@ -31,49 +31,42 @@ DRY_EXISTS=1 # a dry run shows the deletes, as if everything deploy.sh creates w
 init_plan
 ((DRY_RUN)) || command -v gcloud >/dev/null || die "'gcloud' is not installed or not on PATH"
 
-# delete_if_there WHAT DESCRIBE... -- DELETE...
-delete_if_there() {
-  local what=$1 at
-  shift
-  for ((at = 1; at <= $#; at++)); do [[ ${!at} == -- ]] && break; done
-  if exists "delete only what is there" "${@:1:at-1}" "--project=$PROJECT" '--format=value(name)'; then
-    run "${@:at+1}" "--project=$PROJECT" --quiet
-  else
-    note "  $what is already gone"
-  fi
-}
-
 banner "Tearing down"
 note "Alert policies and log-based metrics"
 alert_policies policies "" "<POLICY>" "delete the deployment's alert policies"
-for policy in $policies; do run gcloud alpha monitoring policies delete "$policy" "--project=$PROJECT" --quiet; done
+for policy in $policies; do
+  run gcloud alpha monitoring policies delete "$policy" "--project=$PROJECT" --quiet
+done
 for metric in "${LOG_METRICS[@]}"; do
-  delete_if_there "metric $metric" gcloud logging metrics describe "$metric" -- gcloud logging metrics delete "$metric"
+  if_found yes "metric $metric" gcloud logging metrics describe "$metric" -- \
+    gcloud logging metrics delete "$metric"
 done
 
 note "Functions (deleting one also deletes its Eventarc trigger and the trigger's subscription)"
 for name in process ingest; do
-  delete_if_there "function $name" gcloud functions describe "$name" --v2 "--region=$REGION" -- \
+  if_found yes "function $name" gcloud functions describe "$name" --v2 "--region=$REGION" -- \
     gcloud functions delete "$name" "--region=$REGION"
 done
 
 note "Pub/Sub (their IAM grants go with them; dead letters still held are deleted too)"
 hold=$(cfg DEAD_LETTER_SUBSCRIPTION)
-delete_if_there "subscription $hold" gcloud pubsub subscriptions describe "$hold" -- gcloud pubsub subscriptions delete "$hold"
+if_found yes "subscription $hold" gcloud pubsub subscriptions describe "$hold" -- \
+  gcloud pubsub subscriptions delete "$hold"
 for topic in "${TOPICS[@]}"; do
-  delete_if_there "topic $topic" gcloud pubsub topics describe "$topic" -- gcloud pubsub topics delete "$topic"
+  if_found yes "topic $topic" gcloud pubsub topics describe "$topic" -- gcloud pubsub topics delete "$topic"
 done
 
 note "Project-level IAM grants of the deployment's service accounts"
 project_policy current
 while IFS=$'\t' read -r role member; do
   grep -qxF "$role"$'\t'"$member" <<<"$current" || continue
-  run gcloud projects remove-iam-policy-binding "$PROJECT" "--member=$member" "--role=$role" --all --format=none --quiet
+  run gcloud projects remove-iam-policy-binding "$PROJECT" "--member=$member" "--role=$role" --all \
+    --format=none --quiet
 done < <(project_bindings)
 
 note "Service accounts (grants on them go with them)"
 for entry in "${SERVICE_ACCOUNTS[@]}"; do
-  delete_if_there "${entry%%|*}" gcloud iam service-accounts describe "${entry%%|*}" -- \
+  if_found yes "${entry%%|*}" gcloud iam service-accounts describe "${entry%%|*}" -- \
     gcloud iam service-accounts delete "${entry%%|*}"
 done
 

@@ -239,6 +239,19 @@ exists() {
   [[ -n $found ]]
 }
 
+# if_found yes|no WHAT DESCRIBE... -- COMMAND...: runs COMMAND (with --project and --quiet) when
+# DESCRIBE (with --project, printing the name) finds the resource (yes) or not (no); otherwise
+# notes that WHAT is already there or gone.
+if_found() {
+  local want=$1 what=$2 at found=no
+  shift 2
+  for ((at = 1; at <= $#; at++)); do [[ ${!at} == -- ]] && break; done
+  exists "$([[ $want == yes ]] && echo "delete only what is there" || echo "create only if absent")" \
+    "${@:1:at-1}" "--project=$PROJECT" '--format=value(name)' && found=yes
+  [[ $found != "$want" ]] || { run "${@:at+1}" "--project=$PROJECT" --quiet && return 0; }
+  note "  $what is already $([[ $want == yes ]] && echo gone || echo there)"
+}
+
 # The project's project-level bindings, "ROLE<TAB>MEMBER" per line, into VAR.
 project_policy() {
   local dry=""
