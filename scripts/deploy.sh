@@ -392,37 +392,21 @@ step_trigger_subscription() {
     --format=none --quiet
 }
 
-# One alert policy (JSON): NAME RUNBOOK FILTER ALIGNER PERIOD THRESHOLD DURATION [GROUP_BY]. It
-# fires when the sum over PERIOD stays above THRESHOLD for DURATION.
-alert_policy() {
-  printf '{"displayName":"%s %s","combiner":"OR","notificationChannels":[%s],' "$ALERT_PREFIX" "$1" \
-    "${CHANNEL:+\"$CHANNEL\"}"
-  printf '"documentation":{"mimeType":"text/markdown","content":"%s See docs/OPERATIONS.md."},' "$2"
-  printf '"conditions":[{"displayName":"%s","conditionThreshold":{"filter":"%s","aggregations":' "$1" "${3//\"/\\\"}"
-  printf '[{"alignmentPeriod":"%s","perSeriesAligner":"%s","crossSeriesReducer":"REDUCE_SUM"%s}],' \
-    "$5" "$4" "${8:+,\"groupByFields\":[\"$8\"]}"
-  printf '"comparison":"COMPARISON_GT","thresholdValue":%s,"duration":"%s","trigger":{"count":1}}}]}' "$6" "$7"
-}
-
 step_monitoring() {
-  note "Log-based metrics (deploy/monitoring/) and alert policies${CHANNEL:+, notifying $CHANNEL}"
-  local metric verb name policy found revision='resource.type="cloud_run_revision"'
+  note "Log-based metrics and alert policies (deploy/monitoring/)${CHANNEL:+, notifying $CHANNEL}"
+  local metric verb file policy name found
   for metric in "${LOG_METRICS[@]}"; do # an existing one gets this release's definition again
     exists "create the metric only if absent" gcloud logging metrics describe "$metric" \
       "--project=$PROJECT" '--format=value(name)' && verb=update || verb=create
     run gcloud logging metrics "$verb" "$metric" \
       "--config-from-file=$ROOT/deploy/monitoring/$metric.yaml" "--project=$PROJECT" --quiet
   done
-  local -a policies=(
-    "$(alert_policy "dead letters waiting" "Messages the worker could not handle wait on the dead-letter subscription: replay them (npm run replay)." \
-      "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"$(cfg DEAD_LETTER_SUBSCRIPTION)\"" \
-      ALIGN_MAX 60s 0 300s)"
-    "$(alert_policy "records failed" "Records were kept in failed_logs, by reason: npm run status, then npm run replay." \
-      "metric.type=\"logging.googleapis.com/user/rdp_records_failed\" AND $revision" ALIGN_DELTA 300s 0 0s metric.label.reason)"
-    "$(alert_policy "ingest 5xx" "Over 10 ingest requests in 5 minutes were answered 5xx: records not accepted." \
-      "metric.type=\"logging.googleapis.com/user/rdp_ingest_5xx\" AND $revision" ALIGN_DELTA 300s 10 0s)"
-  )
-  for policy in "${policies[@]}"; do # found by display name; an existing one is updated
+  for file in "$ROOT"/deploy/monitoring/alert-*.json; do # found by display name, else created
+    policy=$(node -e 'const [file, subscription, channel] = process.argv.slice(1);
+      const text = require("fs").readFileSync(file, "utf8");
+      const policy = JSON.parse(text.replaceAll("${DEAD_LETTER_SUBSCRIPTION}", subscription));
+      console.log(JSON.stringify({ ...policy, notificationChannels: channel ? [channel] : [] }))' \
+      "$file" "$(cfg DEAD_LETTER_SUBSCRIPTION)" "$CHANNEL")
     name=${policy#*\"displayName\":\"} name=${name%%\"*}
     alert_policies found "$name"
     # shellcheck disable=SC2046  # the policy's name, if any, is one word
