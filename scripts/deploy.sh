@@ -88,6 +88,8 @@ step_build() {
   run rm -rf "$FUNCTIONS_DIR/lib"
   run npm --prefix "$ROOT" run build
   ((DRY_RUN)) && entry=$FUNCTIONS_DIR/src/index.ts loader=(--import tsx)
+  [[ -d $FUNCTIONS_DIR/node_modules ]] || ((!DRY_RUN)) || die "functions/node_modules is missing:" \
+    "run 'npm run build' once (it installs the functions' dependencies) to let a dry run load them"
   mapfile -t ENV_PAIRS < <(for name in "${RUNTIME_VARS[@]}" NODE_OPTIONS; do echo "$name=$(cfg "$name")"; done)
   local -a read=(env -i "${ENV_PAIRS[@]}" "$(command -v node)" "${loader[@]}"
     "$ROOT/scripts/lib/function-options.cjs" "$entry")
@@ -181,7 +183,7 @@ step_firestore() {
   # Processed and failed documents carry expire_at (their tenant's retention); with the policy on,
   # Firestore deletes each within about a day after that time.
   for group in "${TTL_COLLECTION_GROUPS[@]}"; do
-    look ttl "" "turn TTL on where it is not on yet" gcloud firestore fields describe expire_at \
+    look ttl "" "turn TTL on where it is not on yet" gcloud firestore indexes fields describe expire_at \
       "--collection-group=$group" '--database=(default)' "--project=$PROJECT" '--format=value(ttlConfig.state)'
     if [[ $ttl == ACTIVE || $ttl == CREATING ]]; then
       note "  TTL on $group.expire_at is $ttl"

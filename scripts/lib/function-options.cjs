@@ -17,8 +17,8 @@ for (const name of ["ingest", "process"]) {
     `--max-instances=${endpoint.maxInstances}`,
     `--ingress-settings=${ingress[endpoint.ingressSettings]}`,
   ];
-  const unset = flags.filter((flag) => /=(undefined|null)(Mi|s)?$/.test(flag));
-  if (unset.length > 0) throw new Error(`${name} declares no value for ${unset.map((flag) => flag.split("=")[0]).join(", ")} in its trigger`);
+  const unset = flags.filter((flag) => /=(undefined|null)(Mi|s)?$/.test(flag)).join(" ");
+  if (unset) throw new Error(`${name}: declare these options in its trigger: ${unset}`);
   console.log(`${name} ${flags.join(" ")}`);
   const trigger = endpoint.eventTrigger;
   if (trigger) {

@@ -21,8 +21,7 @@ RUNTIME_VARS=(
   INGEST_TOPIC MAX_BODY_BYTES MAX_TEXT_CHARS MAX_BATCH_BODY_BYTES MAX_BATCH_RECORDS
   MAX_MESSAGE_BYTES PUBLISH_TIMEOUT_MS INGEST_COALESCE_MS RETRY_AFTER_SECONDS
   SIMULATED_WORK_MS_PER_CHAR PROCESS_TIMEOUT_SECONDS STORE_TIMEOUT_MS MAX_EVENT_AGE_SECONDS
-  MAX_DELIVERY_ATTEMPTS
-  AUTH_MODE API_KEY_CACHE_SECONDS AUTH_TIMEOUT_MS MAX_BUFFERED_BODY_BYTES
+  MAX_DELIVERY_ATTEMPTS AUTH_MODE API_KEY_CACHE_SECONDS AUTH_TIMEOUT_MS MAX_BUFFERED_BODY_BYTES
   REDACTION_POLICY_CACHE_SECONDS
 )
 # Every other key of deploy/config.env; ALERT_NOTIFICATION_CHANNEL may be empty.
@@ -37,8 +36,7 @@ OPTIONAL_SETTINGS=(ALERT_NOTIFICATION_CHANNEL)
 TTL_COLLECTION_GROUPS=(processed_logs failed_logs)
 # Log-based metrics, one definition file each in deploy/monitoring/.
 LOG_METRICS=(rdp_records_failed rdp_ingest_5xx)
-# Alert policies are found again by their display name, which starts with this.
-ALERT_PREFIX="rdp:"
+ALERT_PREFIX="rdp:" # alert policies are found again by their display name, which starts so
 
 note() { printf '# %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -224,8 +222,9 @@ look() {
       continue
     fi
     cat "$__err" >&2
-    die "the check above failed with $(error_status "$(<"$__err")" || true) (not NOT_FOUND, so not" \
-      "an absence: nothing was created or changed because of it); fix the cause and re-run"
+    __out=$(error_status "$(<"$__err")")
+    die "the check above failed with ${__out:-an error} (not NOT_FOUND, so not an absence:" \
+      "nothing was created or changed because of it); fix the cause and re-run"
   done
   rm -f "$__err"
   printf -v "$__var" '%s' "${__out%"${__out##*[![:space:]]}"}"

@@ -581,6 +581,8 @@ describe("release: deploy and teardown plans, upload set, production install", f
   });
 
   it("refuses FAULT_* in the config file, and AUTH_MODE=disabled without --allow-open-demo", function () {
+    // Each full dry run loads the functions from source (tsx): seconds of CPU, more when busy.
+    this.timeout(240_000);
     const config = fs.readFileSync(CONFIG_FILE, "utf8");
     const faulty = path.join(scratch, "faulty.env");
     fs.writeFileSync(faulty, `${config}\nFAULT_CRASH_RATE=0.5\n`);
@@ -604,6 +606,8 @@ describe("release: deploy and teardown plans, upload set, production install", f
   });
 
   it("alert policies notify the channel given by flag, as a full channel name", function () {
+    // Each full dry run loads the functions from source (tsx): seconds of CPU, more when busy.
+    this.timeout(240_000);
     const run = runScript(
       "deploy.sh",
       ["--project", PROJECT, "--dry-run", "--notification-channel", "1234567890"],
@@ -920,7 +924,7 @@ function deployedProject(hashes: { ingest: string; process: string }): FakeAnswe
     row(`^gcloud pubsub subscriptions describe ${TRIGGER_SUBSCRIPTION} `, {
       stdout: `120\tprojects/${PROJECT}/topics/rdp-ingest-dead-letter\t10\t10s\t600s\n`,
     }),
-    row("^gcloud firestore fields describe expire_at ", { stdout: "ACTIVE\n" }),
+    row("^gcloud firestore indexes fields describe expire_at ", { stdout: "ACTIVE\n" }),
     row("^gcloud logging metrics describe ", { stdout: "a-metric\n" }),
     row("^gcloud alpha monitoring policies list ", {
       stdout: `projects/${PROJECT}/alertPolicies/1234\n`,
@@ -1384,6 +1388,8 @@ describe("release: deploy.sh against a fake gcloud that answers like a real proj
   });
 
   it("Firestore location follows the region; a mismatch is refused unless asked for", function () {
+    // Each full dry run loads the functions from source (tsx): seconds of CPU, more when busy.
+    this.timeout(240_000);
     const europe = runScript(
       "deploy.sh",
       ["--project", PROJECT, "--dry-run", "--region", "europe-west1"],
