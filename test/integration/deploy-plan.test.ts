@@ -86,7 +86,8 @@ function runScript(script: string, args: string[], env: NodeJS.ProcessEnv): Scri
     cwd: REPO_ROOT,
     env,
     encoding: "utf8",
-    timeout: 60_000,
+    // A run loads the functions (from source in a dry run): allow for a busy shared machine.
+    timeout: 180_000,
   });
   if (result.error) throw result.error;
   const commands = result.stdout
@@ -337,7 +338,7 @@ function firebaseArgv(command: PlanCommand): string[] | undefined {
 // ---------------------------------------------------------------------------------------------
 
 describe("release: deploy and teardown plans, upload set, production install", function () {
-  this.timeout(60_000);
+  this.timeout(180_000); // each dry run loads the functions from source
 
   let scratch: string;
   let tripwire: { env: Record<string, string>; calls: string };
