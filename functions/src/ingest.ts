@@ -19,8 +19,21 @@ if (process.env.FUNCTION_TARGET === "ingest" && process.env.FUNCTIONS_EMULATOR !
 }
 
 export const ingest = onRequest(
-  // Ingest waits on Pub/Sub acks, not CPU: one instance serves many requests at once.
-  { concurrency: 80, cpu: 1, memory: "256MiB", timeoutSeconds: 60, invoker: "public" },
+  {
+    // Ingest waits on Pub/Sub acks, not CPU: one instance serves many requests at once.
+    concurrency: 80,
+    cpu: 1,
+    memory: "256MiB",
+    timeoutSeconds: 60,
+    invoker: "public",
+    ingressSettings: "ALLOW_ALL",
+    minInstances: 0,
+    // Target 50,000 records/min = 833 requests/s. Measured: one ingest process took 833/s at
+    // 0.63 of a core (docs/PERFORMANCE.md), 1,320/s per vCPU; planned at half that, 660/s per
+    // instance, since real Pub/Sub (TLS, network) costs more CPU than the emulator. Headroom 3x
+    // (bursts, clients retrying after 429/503, replays): ceil(833 * 3 / 660) = 4.
+    maxInstances: 4,
+  },
   async (req, res) => {
     const response = await handleIngest(
       {

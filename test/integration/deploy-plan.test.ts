@@ -1,6 +1,8 @@
 /**
  * The release scripts, checked without a cloud project:
  * - scripts/deploy.sh --dry-run prints the whole plan, runs nothing, and refuses unsafe settings;
+ *   the functions' options in it are the ones declared in their triggers, and it turns on the TTL
+ *   policies and creates the log-based metrics and alert policies;
  * - every flag of every gcloud command in the deploy and teardown plans exists in that command's
  *   `gcloud ... --help` (the installed Google Cloud SDK is the reference), so a misspelled or
  *   removed flag fails here instead of half-way through a real deploy;
@@ -84,7 +86,8 @@ function runScript(script: string, args: string[], env: NodeJS.ProcessEnv): Scri
     cwd: REPO_ROOT,
     env,
     encoding: "utf8",
-    timeout: 60_000,
+    // A run loads the functions (from source in a dry run): allow for a busy shared machine.
+    timeout: 180_000,
   });
   if (result.error) throw result.error;
   const commands = result.stdout
@@ -300,6 +303,32 @@ function indexOf(commands: PlanCommand[], command: PlanCommand): number {
   return commands.indexOf(command);
 }
 
+interface AlertPolicy {
+  readonly filter: string;
+  readonly threshold: number;
+  readonly duration: string;
+  readonly channels: string[];
+}
+
+/** The alert policies a plan creates or updates (their --policy JSON), by display name. */
+function alertPolicies(commands: { argv: string[] }[]): Record<string, AlertPolicy> {
+  const policies: Record<string, AlertPolicy> = {};
+  for (const command of commands) {
+    if (command.argv.slice(0, 4).join(" ") !== "gcloud alpha monitoring policies") continue;
+    const json = command.argv.find((arg) => arg.startsWith("--policy="))?.slice("--policy=".length);
+    if (json === undefined) continue;
+    const policy = JSON.parse(json);
+    const condition = policy.conditions[0].conditionThreshold;
+    policies[policy.displayName] = {
+      filter: condition.filter,
+      threshold: condition.thresholdValue,
+      duration: condition.duration,
+      channels: policy.notificationChannels,
+    };
+  }
+  return policies;
+}
+
 /** The Firebase CLI's words of a plan line ("env VAR=... .../firebase deploy ..."), if any. */
 function firebaseArgv(command: PlanCommand): string[] | undefined {
   const at = command.argv.findIndex((word) => word.endsWith("/firebase"));
@@ -309,7 +338,7 @@ function firebaseArgv(command: PlanCommand): string[] | undefined {
 // ---------------------------------------------------------------------------------------------
 
 describe("release: deploy and teardown plans, upload set, production install", function () {
-  this.timeout(60_000);
+  this.timeout(180_000); // each dry run loads the functions from source
 
   let scratch: string;
   let tripwire: { env: Record<string, string>; calls: string };
@@ -426,14 +455,71 @@ describe("release: deploy and teardown plans, upload set, production install", f
     expect(flagValue(publisher, "--member")).to.match(/^serviceAccount:rdp-ingest@/);
     expect(flagValue(publisher, "--role")).to.equal("roles/pubsub.publisher");
 
+    // The options come from the triggers (functions/src/ingest.ts, process.ts), not the config.
+    expect(flagValue(ingest, "--ingress-settings")).to.equal("all");
+    expect(flagValue(processFn, "--ingress-settings")).to.equal("internal-only");
+    expect(
+      configKeys().filter((key) => /_(MEMORY|CPU|CONCURRENCY|INSTANCES|INGRESS)$/.test(key)),
+    ).to.deep.equal([]);
+
+    // TTL on expire_at for processed, failed and dead-lettered documents, each after its check.
+    const ttls = commands.filter(
+      (c) => c.argv.slice(0, 5).join(" ") === "gcloud firestore fields ttls update",
+    );
+    expect(ttls.map((c) => flagValue(c, "--collection-group"))).to.deep.equal([
+      "processed_logs",
+      "failed_logs",
+      "dead_letters",
+    ]);
+    for (const ttl of ttls) {
+      expect(ttl.argv[5]).to.equal("expire_at");
+      expect(ttl.argv).to.include("--enable-ttl");
+      expect(commands[indexOf(commands, ttl) - 1]?.check).to.equal(true);
+    }
+    // Two log-based metrics from their definition files, and three alert policies.
+    const metrics = commands.filter(
+      (c) => c.argv.slice(0, 4).join(" ") === "gcloud logging metrics create",
+    );
+    expect(metrics.map((c) => c.argv[4])).to.deep.equal(["rdp_records_failed", "rdp_ingest_5xx"]);
+    for (const metric of metrics) {
+      const file = fs.readFileSync(flagValue(metric, "--config-from-file") ?? "", "utf8");
+      expect(file).to.match(/^filter: /m);
+    }
+    const policies = alertPolicies(commands);
+    expect(Object.keys(policies)).to.have.members([
+      "rdp: dead letters waiting",
+      "rdp: records failed",
+      "rdp: ingest 5xx",
+    ]);
+    const backlog = policies["rdp: dead letters waiting"];
+    expect(backlog?.filter).to.include(
+      'metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"',
+    );
+    expect(backlog?.filter).to.include(
+      'resource.label.subscription_id="rdp-ingest-dead-letter-hold"',
+    );
+    expect([backlog?.threshold, backlog?.duration]).to.deep.equal([0, "300s"]);
+    expect(policies["rdp: records failed"]?.filter).to.include("user/rdp_records_failed");
+    expect(policies["rdp: ingest 5xx"]?.filter).to.include("user/rdp_ingest_5xx");
+    for (const policy of Object.values(policies)) expect(policy.channels).to.deep.equal([]);
+
     // Every create is preceded by the check that makes a re-run skip it.
     for (const create of commands.filter((c) => !c.check && c.argv.includes("create"))) {
       if (create.argv[1] === "beta") continue; // service identities: naturally idempotent
       const previous = commands[indexOf(commands, create) - 1];
       expect(previous?.check, `no check before: ${create.line}`).to.equal(true);
     }
-    const order = [build, apis, database, rules as PlanCommand, topic, deadLetterTopic, hold];
-    order.push(ingest, processFn, invoker, deadLetters);
+    const order = [
+      build,
+      apis,
+      database,
+      rules as PlanCommand,
+      ...ttls,
+      topic,
+      deadLetterTopic,
+      hold,
+    ];
+    order.push(ingest, processFn, invoker, deadLetters, ...metrics);
     const positions = order.map((command) => indexOf(commands, command));
     expect(positions).to.deep.equal([...positions].sort((a, b) => a - b));
   });
@@ -497,6 +583,8 @@ describe("release: deploy and teardown plans, upload set, production install", f
   });
 
   it("refuses FAULT_* in the config file, and AUTH_MODE=disabled without --allow-open-demo", function () {
+    // Each full dry run loads the functions from source (tsx): seconds of CPU, more when busy.
+    this.timeout(240_000);
     const config = fs.readFileSync(CONFIG_FILE, "utf8");
     const faulty = path.join(scratch, "faulty.env");
     fs.writeFileSync(faulty, `${config}\nFAULT_CRASH_RATE=0.5\n`);
@@ -519,6 +607,24 @@ describe("release: deploy and teardown plans, upload set, production install", f
     expect(allowed.stdout).to.include("AUTH_MODE=disabled");
   });
 
+  it("alert policies notify the channel given by flag, as a full channel name", function () {
+    // Each full dry run loads the functions from source (tsx): seconds of CPU, more when busy.
+    this.timeout(240_000);
+    const run = runScript(
+      "deploy.sh",
+      ["--project", PROJECT, "--dry-run", "--notification-channel", "1234567890"],
+      cleanEnv(tripwire.env),
+    );
+    expect(run.status, run.stderr).to.equal(0);
+    const policies = Object.values(alertPolicies(run.commands));
+    expect(policies).to.have.length(3);
+    for (const policy of policies) {
+      expect(policy.channels).to.deep.equal([
+        `projects/${PROJECT}/notificationChannels/1234567890`,
+      ]);
+    }
+  });
+
   it("teardown --dry-run exits 0, runs nothing and prints the deletes", function () {
     expect(teardown.status, teardown.stderr).to.equal(0);
     expect(fs.existsSync(tripwire.calls), "the dry run ran a tool").to.equal(false);
@@ -534,6 +640,11 @@ describe("release: deploy and teardown plans, upload set, production install", f
     );
     expect(accounts).to.have.length(4);
     findCommand(commands, "gcloud", "firestore", "bulk-delete");
+    findCommand(commands, "gcloud", "alpha", "monitoring", "policies", "delete");
+    findCommand(commands, "gcloud", "logging", "metrics", "delete", "rdp_records_failed");
+    findCommand(commands, "gcloud", "logging", "metrics", "delete", "rdp_ingest_5xx");
+    // Kept data keeps expiring: teardown leaves the TTL policies on.
+    expect(commands.some((c) => c.argv.includes("--disable-ttl"))).to.equal(false);
 
     const keep = runScript(
       "teardown.sh",
@@ -820,6 +931,11 @@ function deployedProject(hashes: { ingest: string; process: string }): FakeAnswe
     row(`^gcloud pubsub subscriptions describe ${TRIGGER_SUBSCRIPTION} `, {
       stdout: `120\tprojects/${PROJECT}/topics/rdp-ingest-dead-letter\t10\t10s\t600s\n`,
     }),
+    row("^gcloud firestore indexes fields describe expire_at ", { stdout: "ACTIVE\n" }),
+    row("^gcloud logging metrics describe ", { stdout: "a-metric\n" }),
+    row("^gcloud alpha monitoring policies list ", {
+      stdout: `projects/${PROJECT}/alertPolicies/1234\n`,
+    }),
     ...freshProject(),
   ];
 }
@@ -851,7 +967,7 @@ class Sandbox {
     this.root = path.join(parent, name, "repo");
     this.cloud = path.join(parent, name, "cloud");
     this.bin = path.join(parent, name, "bin");
-    for (const dir of ["scripts/lib", "deploy", "functions", "node_modules/.bin"]) {
+    for (const dir of ["scripts/lib", "deploy/monitoring", "functions", "node_modules/.bin"]) {
       fs.mkdirSync(path.join(this.root, dir), { recursive: true });
     }
     fs.mkdirSync(this.bin, { recursive: true });
@@ -859,6 +975,7 @@ class Sandbox {
       "scripts/deploy.sh",
       "scripts/teardown.sh",
       "scripts/lib/gcloud-plan.sh",
+      "scripts/lib/function-options.cjs",
       "deploy/config.env",
       "firebase.json",
       "firestore.rules",
@@ -875,6 +992,14 @@ class Sandbox {
         recursive: true,
       });
     }
+    // The log-based metrics and alert policies.
+    fs.cpSync(
+      path.join(REPO_ROOT, "deploy", "monitoring"),
+      path.join(this.root, "deploy", "monitoring"),
+      {
+        recursive: true,
+      },
+    );
     // The exports check loads lib/index.js, which needs the functions' dependencies.
     fs.symlinkSync(
       path.join(FUNCTIONS_DIR, "node_modules"),
@@ -1022,12 +1147,33 @@ describe("release: deploy.sh against a fake gcloud that answers like a real proj
     // Nothing created, deployed, updated or granted at project level. What still runs: the
     // read-only checks, and the calls that are no-ops when in place (enabling enabled APIs,
     // service identities, the resource-level grants, the Firestore rules release).
+    // Log-based metrics and alert policies are given their definitions again: checked below to
+    // be the very definitions the first run created.
     const noOps =
-      /^(gcloud beta services identity create|gcloud (pubsub topics|pubsub subscriptions|iam service-accounts) add-iam-policy-binding|gcloud functions add-invoker-policy-binding process|firebase deploy --only=firestore) /;
+      /^(gcloud beta services identity create|gcloud (pubsub topics|pubsub subscriptions|iam service-accounts) add-iam-policy-binding|gcloud functions add-invoker-policy-binding process|firebase deploy --only=firestore|gcloud logging metrics update|gcloud alpha monitoring policies update) /;
     const changes = callLines(run).filter(
       (line) => /\b(create|deploy|update|add-iam-policy-binding)\b/.test(line) && !noOps.test(line),
     );
     expect(changes).to.deep.equal([]);
+    const definitions = (of: FakeRun, verb: string) =>
+      of.calls
+        .filter((call) => call.line.startsWith(`gcloud logging metrics ${verb} `))
+        .map(
+          (call) =>
+            `${call.argv[3]} ${path.basename(deployFlag(call, "--config-from-file") ?? "")}`,
+        );
+    expect(definitions(run, "update")).to.deep.equal(definitions(firstRun, "create"));
+    expect(definitions(run, "update")).to.have.length(2);
+    const withTool = (of: FakeRun) => of.calls.map((call) => ({ argv: [call.tool, ...call.argv] }));
+    const policies = alertPolicies(withTool(run));
+    expect(policies).to.deep.equal(alertPolicies(withTool(firstRun)));
+    expect(Object.keys(policies)).to.have.length(3);
+    expect(
+      count(
+        run,
+        /^gcloud alpha monitoring policies update projects\/demo-sample-123\/alertPolicies\/1234 /,
+      ),
+    ).to.equal(3);
     expect(count(run, /^gcloud functions add-invoker-policy-binding ingest /)).to.equal(0);
     expect(run.stdout).to.match(/ingest is unchanged since its last deploy/);
     expect(run.stdout).to.match(/process is unchanged since its last deploy/);
@@ -1249,6 +1395,8 @@ describe("release: deploy.sh against a fake gcloud that answers like a real proj
   });
 
   it("Firestore location follows the region; a mismatch is refused unless asked for", function () {
+    // Each full dry run loads the functions from source (tsx): seconds of CPU, more when busy.
+    this.timeout(240_000);
     const europe = runScript(
       "deploy.sh",
       ["--project", PROJECT, "--dry-run", "--region", "europe-west1"],
