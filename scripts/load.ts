@@ -24,13 +24,8 @@ import { parseArgs } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
 import { SCENARIOS, type Scenario } from "../load/scenarios";
 import { REPO_ROOT, emulatorFirestore } from "./lib/emulators";
-import {
-  type LatencySummary,
-  type LoadReport,
-  arrivalTimes,
-  latencySummary,
-  runLoad,
-} from "./lib/load-engine";
+import { summarize, type Summary } from "./lib/bench/stats";
+import { type LoadReport, arrivalTimes, runLoad } from "./lib/load-engine";
 import {
   DEFAULT_QUIET_MS,
   type ExpectedRecord,
@@ -124,7 +119,7 @@ async function probeTenant(url: string, apiKey: string, runId: string) {
 }
 
 const ms = (value: number | undefined) => (value === undefined ? "-" : String(value));
-const latencyText = (latency: LatencySummary | undefined) =>
+const latencyText = (latency: Summary | undefined) =>
   latency === undefined
     ? "-"
     : `p50 ${latency.p50}, p90 ${latency.p90}, p99 ${latency.p99}, p99.9 ${latency.p999}, max ${latency.max}`;
@@ -142,7 +137,7 @@ function periodLines(load: LoadReport): string[] {
   if (periods.size < 2) return [];
   const lines = ["  per 10 s        t    req/s    p50 ms    p99 ms    max ms"];
   for (const [period, values] of [...periods].sort(([a], [b]) => a - b)) {
-    const latency = latencySummary(values);
+    const latency = summarize(values);
     const cells = [String(period * 10).padStart(5), (values.length / 10).toFixed(1).padStart(8)];
     cells.push(...[latency?.p50, latency?.p99, latency?.max].map((v) => ms(v).padStart(9)));
     lines.push(`               ${cells.join(" ")}`);

@@ -26,7 +26,7 @@
  * Idempotency-Key with the server deriving the id; either way a retried record is stored once.
  */
 import http from "node:http";
-import * as hdr from "hdr-histogram-js";
+import { summarize, type Summary } from "./bench/stats";
 import { idempotentLogId } from "../../functions/src/lib/ids";
 import { BATCH_ENCODINGS, type BatchEncoding, type BatchVerdict } from "./bench/batch-encodings";
 import { recordText, seededRandom } from "./bench/payloads";
@@ -80,40 +80,6 @@ export interface RequestOutcome {
   readonly accepted: number;
   readonly verdict: Verdict;
   readonly bodyBytes: number;
-}
-
-export interface LatencySummary {
-  readonly count: number;
-  readonly min: number;
-  readonly mean: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly p999: number;
-  readonly max: number;
-}
-
-/** Percentiles through hdr-histogram-js (microsecond resolution, 3 significant digits), in ms. */
-export function latencySummary(valuesMs: Iterable<number>): LatencySummary | undefined {
-  const histogram = hdr.build({ highestTrackableValue: 3_600_000_000 });
-  for (const ms of valuesMs) histogram.recordValue(Math.max(1, Math.round(ms * 1000)));
-  if (histogram.totalCount === 0) return undefined;
-  const ms = (micros: number) => Math.round(micros / 100) / 10;
-  const at = (percentile: number) => ms(histogram.getValueAtPercentile(percentile));
-  const summary = {
-    count: histogram.totalCount,
-    min: ms(histogram.minNonZeroValue),
-    mean: ms(histogram.mean),
-    p50: at(50),
-    p90: at(90),
-    p95: at(95),
-    p99: at(99),
-    p999: at(99.9),
-    max: ms(histogram.maxValue),
-  };
-  histogram.destroy();
-  return summary;
 }
 
 /**
@@ -213,12 +179,12 @@ export interface LoadReport {
   readonly offeredPerSecond: number;
   readonly sentPerSecond: number;
   /** Every answered request, from its scheduled send time. */
-  readonly latency: LatencySummary | undefined;
+  readonly latency: Summary | undefined;
   /**
    * From the scheduled time to the write on a connection: the engine's own lag, plus any wait
    * for a free connection when `concurrency` caps them.
    */
-  readonly sendLag: LatencySummary | undefined;
+  readonly sendLag: Summary | undefined;
   /** Requests due and not yet answered, at most (those waiting for a connection included). */
   readonly maxInFlight: number;
   readonly outcomes: readonly RequestOutcome[];
@@ -359,10 +325,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     statuses,
     offeredPerSecond: perSecond(at),
     sentPerSecond: perSecond(firstSends),
-    latency: latencySummary(
+    latency: summarize(
       outcomes.filter((outcome) => outcome.status !== null).map((outcome) => outcome.latencyMs),
     ),
-    sendLag: latencySummary(sendLags),
+    sendLag: summarize(sendLags),
     maxInFlight,
     outcomes,
   };

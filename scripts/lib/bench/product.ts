@@ -9,7 +9,8 @@
  * rate limit's bench (issue 12), on a stack of its own.
  */
 import { emulatorFirestore } from "../emulators";
-import { arrivalTimes, type LatencySummary, type LoadReport, runLoad } from "../load-engine";
+import { arrivalTimes, type LoadReport, runLoad } from "../load-engine";
+import type { Summary } from "./stats";
 import {
   type ReconcileInput,
   type ReconcileReport,
@@ -91,9 +92,9 @@ export interface PhaseResult {
   readonly inDoubtRecords: number;
   readonly statuses: Readonly<Record<string, number>>;
   /** Ingest latency of every answered request from its scheduled send time, ms. */
-  readonly latency: LatencySummary | undefined;
+  readonly latency: Summary | undefined;
   /** How late the engine sent against its schedule, ms (the client falling behind). */
-  readonly sendLag: LatencySummary | undefined;
+  readonly sendLag: Summary | undefined;
   readonly maxInFlight: number;
   /** Records stored while the load ran, per second of load. */
   readonly storedPerSecondDuringLoad: number;
@@ -237,8 +238,8 @@ export interface NoisyNeighbourResult {
   readonly limitPerSecond: number;
   /** Records a second; A's in requests of `aRecordsPerRequest`. */
   readonly offered: { readonly a: number; readonly b: number; readonly aRecordsPerRequest: number };
-  readonly bAlone: { readonly statuses: Record<string, number>; readonly latency?: LatencySummary };
-  readonly bWithA: { readonly statuses: Record<string, number>; readonly latency?: LatencySummary };
+  readonly bAlone: { readonly statuses: Record<string, number>; readonly latency?: Summary };
+  readonly bWithA: { readonly statuses: Record<string, number>; readonly latency?: Summary };
   /** B got 202 and nothing else, in both parts. */
   readonly bOnly202: boolean;
   /** B's ingest p99 with A over B's p99 alone (issue 12 asks for at most 2). */

@@ -10,6 +10,7 @@ export type Histogram = hdr.Histogram;
 
 export interface Summary {
   readonly count: number;
+  readonly min: number;
   readonly mean: number;
   readonly p50: number;
   readonly p90: number;
@@ -37,6 +38,7 @@ export function summaryOf(histogram: Histogram): Summary | undefined {
   const at = (p: number) => Math.min(histogram.getValueAtPercentile(p), histogram.maxValue) / MS;
   return {
     count: histogram.totalCount,
+    min: histogram.minNonZeroValue / MS,
     mean: histogram.mean / MS,
     p50: at(50),
     p90: at(90),

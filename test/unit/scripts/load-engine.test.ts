@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { LoadGate, arrivalTimes, latencySummary, runLoad } from "../../../scripts/lib/load-engine";
+import { LoadGate, arrivalTimes, runLoad } from "../../../scripts/lib/load-engine";
+import { summarize } from "../../../scripts/lib/bench/stats";
 import { type ExpectedRecord, sha256Hex } from "../../../scripts/lib/reconcile";
 
 describe("load engine", () => {
@@ -156,13 +157,13 @@ describe("load engine", () => {
   });
 
   it("summarises latencies through an HDR histogram", () => {
-    const summary = latencySummary(Array.from({ length: 1000 }, (_, i) => i + 1));
+    const summary = summarize(Array.from({ length: 1000 }, (_, i) => i + 1));
     // Three significant digits: each figure within 0.1 % of the exact rank.
     const exact = { min: 1, p50: 500, p90: 900, p99: 990, p999: 999, max: 1000 };
     for (const [name, value] of Object.entries(exact)) {
       expect(summary?.[name as keyof typeof exact], name).to.be.closeTo(value, value / 1000 + 0.1);
     }
     expect(summary?.count).to.equal(1000);
-    expect(latencySummary([])).to.equal(undefined);
+    expect(summarize([])).to.equal(undefined);
   });
 });
