@@ -170,6 +170,17 @@ async function main(): Promise<void> {
     `Benchmark ${runId} on ${machine.nproc} cores (${machine.cpuModel}), Node ${machine.node}, load average ${machine.loadAverageAtStart.join(" ")}`,
   );
 
+  // The result of a run of one part alone (redaction, noisy-neighbour): its own JSON file.
+  const writePart = (kind: string, part: Record<string, unknown>) => {
+    const file = `${outputBase(options, machine, `-${kind}`)}.json`;
+    const result = { runId, label: options.label, machine, options, ...part };
+    fs.writeFileSync(
+      file,
+      `${JSON.stringify({ ...result, loadAverageAtEnd: loadAverage() }, null, 2)}\n`,
+    );
+    log(`Wrote ${path.relative(REPO_ROOT, file)}`);
+  };
+
   if (options.only?.includes("noisy-neighbour")) {
     const noisy = await runNoisyNeighbour({
       limitPerSecond: options.noisyLimit,
@@ -178,20 +189,10 @@ async function main(): Promise<void> {
       runId,
       log,
     });
-    const file = `${outputBase(options, machine, "-noisy-neighbour")}.json`;
-    const result = {
-      runId,
-      label: options.label,
-      machine,
-      options,
-      noisy,
-      loadAverageAtEnd: loadAverage(),
-    };
-    fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     log(
       JSON.stringify(noisy, (key, value: unknown) => (key === "reconcile" ? undefined : value), 2),
     );
-    return log(`Wrote ${path.relative(REPO_ROOT, file)}`);
+    return writePart("noisy-neighbour", { noisy });
   }
   const productPhases = options.only?.includes("redaction")
     ? []
@@ -207,17 +208,7 @@ async function main(): Promise<void> {
       : [];
   if (redaction.length > 0) log(renderRedactionSpeed(redaction));
   if (productPhases.length === 0) {
-    const file = `${outputBase(options, machine, "-redaction")}.json`;
-    const result = {
-      runId,
-      label: options.label,
-      machine,
-      options,
-      redaction,
-      loadAverageAtEnd: loadAverage(),
-    };
-    fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-    return log(`Wrote ${path.relative(REPO_ROOT, file)}`);
+    return writePart("redaction", { redaction });
   }
 
   let stack: Stack | undefined;
