@@ -4,7 +4,7 @@ import { installBodyGate } from "./lib/body-gate";
 import { startDiagnostics } from "./lib/diagnostics";
 import { guardFrameworkErrorLogs } from "./lib/framework-log-guard";
 import { handleIngest } from "./lib/ingest-handler";
-import { config, ingestBodyGate, ingestDependencies, logger } from "./lib/runtime";
+import { config, ingestBodyGate, ingestDependencies, logger } from "./lib/dependencies";
 
 guardFrameworkErrorLogs(logger);
 if (process.env.FUNCTION_TARGET === "ingest")

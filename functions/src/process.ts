@@ -2,7 +2,7 @@
 import { onMessagePublished } from "firebase-functions/v2/pubsub";
 import { startDiagnostics } from "./lib/diagnostics";
 import { processDelivery } from "./lib/process-handler";
-import { config, logger, processDependencies } from "./lib/runtime";
+import { config, logger, processDependencies } from "./lib/dependencies";
 
 if (process.env.FUNCTION_TARGET === "process")
   startDiagnostics(config.diagnosticsIntervalMs, logger);

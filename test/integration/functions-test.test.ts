@@ -84,7 +84,7 @@ describe("exported functions under firebase-functions-test", function () {
       registerHttpFunction("ingest", functions.ingest as never);
       server = getTestServer("ingest");
       // What installBodyGate does to the server the framework creates in an ingest instance.
-      const { ingestBodyGate } = await import("../../functions/src/lib/runtime");
+      const { ingestBodyGate } = await import("../../functions/src/lib/dependencies");
       for (const app of server.listeners("request") as RequestListener[]) {
         server.removeListener("request", app);
         server.on("request", gateRequests(app, ingestBodyGate()));
