@@ -6,8 +6,9 @@
  * The stored form lives in `tenant_settings/{tenant}` (paths.ts) and is validated by one ajv
  * schema, which is also its TypeScript type; `policyFromStored` turns it into the policy.
  */
-import Ajv, { type JSONSchemaType, type ValidateFunction } from "ajv";
+import type { JSONSchemaType } from "ajv";
 import { getCountries, isSupportedCountry, type CountryCode } from "libphonenumber-js/max";
+import { lazyValidator } from "./schema";
 
 export const REDACTION_KINDS = ["email", "card", "ssn", "phone", "credential", "ip"] as const;
 export type RedactionKind = (typeof REDACTION_KINDS)[number];
@@ -93,17 +94,9 @@ export const storedRedactionPolicySchema: JSONSchemaType<StoredRedactionPolicy> 
   },
 } as JSONSchemaType<StoredRedactionPolicy>;
 
-let validator: ValidateFunction<StoredRedactionPolicy> | undefined;
-export function validateStoredRedactionPolicy(value: unknown): value is StoredRedactionPolicy {
-  validator ??= new Ajv({ allErrors: true, strict: true }).compile(storedRedactionPolicySchema);
-  return validator(value);
-}
-
-export function storedPolicyErrors(): string[] {
-  return (validator?.errors ?? []).map(
-    (error) => `${error.instancePath || "/"} ${error.message ?? error.keyword}`,
-  );
-}
+const storedPolicy = lazyValidator(storedRedactionPolicySchema);
+export const validateStoredRedactionPolicy = storedPolicy.validate;
+export const storedPolicyErrors = storedPolicy.errors;
 
 export function policyFromStored(stored: StoredRedactionPolicy | undefined): RedactionPolicy {
   if (stored === undefined) return DEFAULT_REDACTION_POLICY;

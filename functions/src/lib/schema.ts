@@ -109,6 +109,25 @@ export interface Validators {
   readonly pipelineRecord: ValidateFunction<PipelineRecord>;
 }
 
+/**
+ * A validator of a stored settings document, compiled on first use (only the instances and CLIs
+ * that read one pay for it), and its last errors as "path message" lines for a log or a CLI.
+ */
+export function lazyValidator<T>(schema: JSONSchemaType<T>): {
+  readonly validate: (value: unknown) => value is T;
+  readonly errors: () => string[];
+} {
+  let compiled: ValidateFunction<T> | undefined;
+  return {
+    validate: (value: unknown): value is T =>
+      (compiled ??= new Ajv({ allErrors: true, strict: true }).compile(schema))(value),
+    errors: () =>
+      (compiled?.errors ?? []).map(
+        (error) => `${error.instancePath || "/"} ${error.message ?? error.keyword}`,
+      ),
+  };
+}
+
 export function compileValidators(limits: SchemaLimits): Validators {
   // allErrors: a client fixing a rejected record sees every problem at once.
   const ajv = new Ajv({ allErrors: true, strict: true });

@@ -8,12 +8,13 @@
  * its schema is a damaged document, not a passing fault: it is reported through `onInvalid`, and
  * the strictest redaction policy or the configured default applies in its place.
  */
-import Ajv, { type JSONSchemaType, type ValidateFunction } from "ajv";
+import type { JSONSchemaType } from "ajv";
 import type { DocumentData, Firestore } from "@google-cloud/firestore";
 import { MAX_RATE_LIMIT_PER_SECOND, MAX_RETENTION_DAYS, MIN_RETENTION_DAYS } from "./config";
 import { withDeadline } from "./deadline";
 import { tenantSettingsPath } from "./paths";
 import { createPromiseCache } from "./promise-cache";
+import { lazyValidator } from "./schema";
 import {
   STRICTEST_REDACTION_POLICY,
   policyFromStored,
@@ -62,17 +63,9 @@ export const storedTenantLimitsSchema: JSONSchemaType<StoredTenantLimits> = {
   },
 };
 
-let validator: ValidateFunction<StoredTenantLimits> | undefined;
-export function validateStoredTenantLimits(value: unknown): value is StoredTenantLimits {
-  validator ??= new Ajv({ allErrors: true, strict: true }).compile(storedTenantLimitsSchema);
-  return validator(value);
-}
-
-export function storedLimitsErrors(): string[] {
-  return (validator?.errors ?? []).map(
-    (error) => `${error.instancePath || "/"} ${error.message ?? error.keyword}`,
-  );
-}
+const storedLimits = lazyValidator(storedTenantLimitsSchema);
+export const validateStoredTenantLimits = storedLimits.validate;
+export const storedLimitsErrors = storedLimits.errors;
 
 /** The whole settings document of a tenant; undefined when there is none. */
 export type StoredSettingsRead = (tenantId: string) => Promise<DocumentData | undefined>;
