@@ -1,12 +1,12 @@
 /**
  * Chaos tests: the product promises that a 202 is never lost and never doubled, whatever
  * crashes. Each scenario drives load through the production-faithful stack while a fault is
- * injected, then reconciles every accepted record against Firestore (scripts/lib/reconcile.ts):
+ * injected, then reconciles every accepted record against Firestore (scripts/operate/lib/reconcile.ts):
  * missing = 0, duplicated = 0, nothing unexpected. Figures of each scenario are printed and
  * written to .run/integration-<run>/chaos-summary.json; docs/RELIABILITY.md quotes a full run.
  *
  * Local choices (see docs/RELIABILITY.md for the reasons):
- * - The local push subscriptions have no retry policy (scripts/lib/stack.ts, pushTopology):
+ * - The local push subscriptions have no retry policy (scripts/local/lib/stack.ts, pushTopology):
  *   with one, the Pub/Sub emulator 0.8.20 stalls once pushes fail repeatedly. Without one it
  *   redelivers a failed push after about 1 s.
  * - Both emulators keep their state in memory, so stopping one wipes it. The outage scenarios
@@ -19,13 +19,13 @@ import { expect } from "chai";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Firestore, type QueryDocumentSnapshot } from "@google-cloud/firestore";
-import type { Emulator } from "../../scripts/lib/emulators";
+import type { Emulator } from "../../scripts/local/lib/emulators";
 import {
   type LoadOptions,
   type LoadReport,
   LoadGate,
   runLoad,
-} from "../../scripts/lib/load-engine";
+} from "../../scripts/measure/lib/load-engine";
 import {
   type ExpectedRecord,
   type ReconcileReport,
@@ -37,9 +37,9 @@ import {
   sha256Hex,
   waitForDrain,
   writeReconcileJsonl,
-} from "../../scripts/lib/reconcile";
+} from "../../scripts/operate/lib/reconcile";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { logLineText } from "../../scripts/lib/bench/payloads";
+import { logLineText } from "../../scripts/measure/lib/payloads";
 import { RUN_LOG_DIR } from "./support/hooks";
 import { reconcileCli } from "./support/reconcile-cli";
 import {

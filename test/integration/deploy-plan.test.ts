@@ -1,6 +1,6 @@
 /**
  * The release scripts, checked without a cloud project:
- * - scripts/deploy.sh --dry-run prints the whole plan, runs nothing, and refuses unsafe settings;
+ * - scripts/ship/deploy.sh --dry-run prints the whole plan, runs nothing, and refuses unsafe settings;
  *   the functions' options in it are the ones declared in their triggers, and it turns on the TTL
  *   policies and creates the log-based metrics and alert policies;
  * - every flag of every gcloud command in the deploy and teardown plans exists in that command's
@@ -972,10 +972,10 @@ class Sandbox {
     }
     fs.mkdirSync(this.bin, { recursive: true });
     for (const file of [
-      "scripts/deploy.sh",
-      "scripts/teardown.sh",
-      "scripts/lib/gcloud-plan.sh",
-      "scripts/lib/function-options.cjs",
+      "scripts/ship/deploy.sh",
+      "scripts/ship/teardown.sh",
+      "scripts/ship/lib/gcloud-plan.sh",
+      "scripts/ship/lib/function-options.cjs",
       "deploy/config.env",
       "firebase.json",
       "firestore.rules",

@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import { Firestore, type DocumentReference } from "@google-cloud/firestore";
 import { PubSub } from "@google-cloud/pubsub";
-import { namesTenant } from "../../scripts/lib/erase";
+import { namesTenant } from "../../scripts/operate/lib/erase";
 import { runCli } from "./support/ops-cli";
 import { RUN_ID, TEST_PROJECT, type TestStack, pollUntil, startTestStack } from "./support/stack";
 

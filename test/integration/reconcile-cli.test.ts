@@ -6,8 +6,8 @@ import { expect } from "chai";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Firestore } from "@google-cloud/firestore";
-import { runLoad } from "../../scripts/lib/load-engine";
-import { toReconcileJsonl } from "../../scripts/lib/reconcile";
+import { runLoad } from "../../scripts/measure/lib/load-engine";
+import { toReconcileJsonl } from "../../scripts/operate/lib/reconcile";
 import { reconcileCli } from "./support/reconcile-cli";
 import {
   RUN_ID,

@@ -10,7 +10,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { REPO_ROOT } from "../../scripts/lib/emulators";
+import { REPO_ROOT } from "../../scripts/local/lib/emulators";
 import { pollUntil, startTestStack, type TestStack } from "./support/stack";
 
 const run = promisify(execFile);

@@ -7,7 +7,7 @@ import { expect } from "chai";
 import { Firestore } from "@google-cloud/firestore";
 import { PubSub } from "@google-cloud/pubsub";
 import { createFirestoreStore } from "../../functions/src/lib/store";
-import { sha256Hex } from "../../scripts/lib/reconcile";
+import { sha256Hex } from "../../scripts/operate/lib/reconcile";
 import { runCli } from "./support/ops-cli";
 import { RUN_ID, TEST_PROJECT, type TestStack, pollUntil, startTestStack } from "./support/stack";
 

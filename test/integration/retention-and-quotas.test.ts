@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { Firestore, Timestamp, type DocumentSnapshot } from "@google-cloud/firestore";
 import { PubSub, type Message } from "@google-cloud/pubsub";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { REPO_ROOT } from "../../scripts/lib/emulators";
+import { REPO_ROOT } from "../../scripts/local/lib/emulators";
 import { RUN_ID, pollUntil, startTestStack, type TestStack } from "./support/stack";
 
 const DAY_MS = 24 * 60 * 60 * 1000;

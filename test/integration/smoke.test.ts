@@ -1,5 +1,5 @@
 /**
- * scripts/smoke.sh, the release's smoke test, run as a user runs it after a deploy: here against
+ * scripts/ship/smoke.sh, the release's smoke test, run as a user runs it after a deploy: here against
  * the production-faithful local stack, with the emulator host set so it also checks the documents.
  */
 import { expect } from "chai";
@@ -8,7 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { REPO_ROOT } from "../../scripts/lib/emulators";
+import { REPO_ROOT } from "../../scripts/local/lib/emulators";
 import {
   RUN_ID,
   TEST_PROJECT,
@@ -44,7 +44,7 @@ async function smoke(url: string, key: string): Promise<{ code: number; output: 
   }
 }
 
-describe("scripts/smoke.sh against the local stack", function () {
+describe("scripts/ship/smoke.sh against the local stack", function () {
   this.timeout(120_000);
   const tenant = `smoke-${RUN_ID}`;
   let stack: TestStack;

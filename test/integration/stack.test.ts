@@ -67,7 +67,7 @@ describe("integration harness", function () {
       expect(new URL(stack.processUrl).pathname).to.equal(
         `/projects/${stack.project}/topics/${stack.topic}`,
       );
-      // No retry policy: the emulator stalls a subscription with one (scripts/lib/stack.ts, pushTopology).
+      // No retry policy: the emulator stalls a subscription with one (scripts/local/lib/stack.ts, pushTopology).
       expect(metadata.retryPolicy ?? null).to.equal(null);
     } finally {
       await pubsub.close();

@@ -14,7 +14,7 @@ import { createFirestoreApiKeys } from "../../../functions/src/lib/api-keys";
 import { RUN_ID, pollUntil, sharedTestStack, type TestStack } from "../support/stack";
 
 const INSTALL_HINT =
-  "run scripts/install-test-clients.sh as root (it installs Debian's syslog-ng-core and " +
+  "run scripts/local/install-test-clients.sh as root (it installs Debian's syslog-ng-core and " +
   "syslog-ng-mod-http); the test needs the real client and does not skip without it";
 
 /**

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { type Emulators, REPO_ROOT, startEmulators } from "../../../scripts/lib/emulators";
+import { type Emulators, REPO_ROOT, startEmulators } from "../../../scripts/local/lib/emulators";
 
 /** Names every project, topic and log directory of this run. */
 export const RUN_ID = randomBytes(4).toString("hex");

@@ -1,7 +1,7 @@
 /** The operator CLIs (replay, status, tenant) as an operator runs them: own process, exit code. */
 import { execFile } from "node:child_process";
 import path from "node:path";
-import { REPO_ROOT } from "../../../scripts/lib/emulators";
+import { REPO_ROOT } from "../../../scripts/local/lib/emulators";
 
 /** Runs one of the repository's CLIs in its own process; its exit code and stdout. */
 export function runCli(script: string, args: readonly string[]) {

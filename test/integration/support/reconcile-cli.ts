@@ -2,7 +2,7 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { REPO_ROOT } from "../../../scripts/lib/emulators";
+import { REPO_ROOT } from "../../../scripts/local/lib/emulators";
 
 const run = promisify(execFile);
 

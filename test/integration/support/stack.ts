@@ -6,17 +6,17 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { LOOPBACK, freePort } from "../../../scripts/lib/emulators";
+import { LOOPBACK, freePort } from "../../../scripts/local/lib/emulators";
 import {
   type FunctionTarget,
   type Stack,
   type StackOptions,
   functionInstance,
   startStack,
-} from "../../../scripts/lib/stack";
+} from "../../../scripts/local/lib/stack";
 import { RUN_ID, atRunEnd, sharedEmulators } from "./hooks";
 
-export { pollUntil } from "../../../scripts/lib/emulators";
+export { pollUntil } from "../../../scripts/local/lib/emulators";
 export { RUN_ID, sharedEmulators } from "./hooks";
 
 export type TestStack = Stack;

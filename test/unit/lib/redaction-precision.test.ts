@@ -5,7 +5,7 @@
  */
 import { expect } from "chai";
 import { redact } from "../../../functions/src/lib/redaction";
-import { LOG_FAMILIES, realisticLogLines } from "../../../scripts/lib/bench/log-corpus";
+import { LOG_FAMILIES, realisticLogLines } from "../../../scripts/measure/lib/log-corpus";
 
 const LINES = 22_000;
 const MAX_CHANGED_SHARE = 0.001;

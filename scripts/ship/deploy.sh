@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# Takes a Google Cloud project, empty or already deployed, to a running, locked-down deployment.
+# Safe to re-run: every step checks before it creates, and a function whose build and settings are
+# unchanged is not redeployed. Function options come from their triggers (functions/src/ingest.ts,
+# process.ts), the rest from deploy/config.env. Docs: README.md (Release), docs/OPERATIONS.md.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/gcloud-plan.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: npm run deploy -- --project ID [--region R] [--config FILE] [--dry-run]
+         [--notification-channel CHANNEL] [--allow-open-demo] [--allow-location-mismatch]
+         [--replace-trigger]
+  --region R, --config FILE   default: REGION of the config, deploy/config.env
+  --dry-run                   print every command in order, the checks included; run none
+  --notification-channel C    where alerts notify (default: ALERT_NOTIFICATION_CHANNEL, or none)
+  --allow-open-demo           permit AUTH_MODE=disabled (anyone may write to any tenant)
+  --allow-location-mismatch   permit a Firestore location away from the functions' region
+  --replace-trigger           permit replacing process's trigger, and its subscription with every
+                              message still waiting in it
+Refuses to run while any FAULT_* variable is set, in the environment or in the config file.
+EOF
+}
+
+ALLOW_OPEN_DEMO=0 ALLOW_LOCATION_MISMATCH=0 REPLACE_TRIGGER=0
+VALUE_FLAGS+=(--notification-channel)
+while (($#)); do
+  case $1 in
+    --allow-open-demo) ALLOW_OPEN_DEMO=1 ;;
+    --allow-location-mismatch) ALLOW_LOCATION_MISMATCH=1 ;;
+    --replace-trigger) REPLACE_TRIGGER=1 ;;
+    -h | --help) usage && exit 0 ;;
+    *) common_flag "$@" || usage_error "unknown argument: $1" && shift "$SHIFT" && continue ;;
+  esac
+  shift
+done
+init_plan
+FUNCTIONS_DIR=$ROOT/functions
+CHANNEL=${FLAG_notification_channel:-$(cfg ALERT_NOTIFICATION_CHANNEL)}
+[[ -z $CHANNEL || $CHANNEL == projects/* ]] || CHANNEL=projects/$PROJECT/notificationChannels/$CHANNEL
+
+# Safety checks (a dry run makes them too: it shows what a real run would do).
+found=""
+for name in $(compgen -e | grep '^FAULT_' || true); do found+=$'\n'"  - $name (set in the environment)"; done
+for name in "${FAULT_KEYS_IN_CONFIG[@]}"; do found+=$'\n'"  - $name (set in $CONFIG)"; done
+[[ -z $found ]] || refuse "fault injection is for local runs only, and these FAULT_* variables" \
+  "are set:$found"$'\n'"Unset them (and remove them from the config file) before deploying."
+[[ $(cfg AUTH_MODE) != disabled ]] || ((ALLOW_OPEN_DEMO)) || refuse "AUTH_MODE=disabled in" \
+  "$CONFIG would let anyone write to any tenant. Pass --allow-open-demo for a throw-away demo."
+# What gets deployed is the config file: a different value exported here (left from a local run,
+# say) would be ignored, so say so instead.
+found=""
+for name in "${RUNTIME_VARS[@]}"; do
+  [[ -z ${!name+set} || ${!name} == "$(cfg "$name")" ]] || found+=$'\n'"  - $name=${!name} (config: $(cfg "$name"))"
+done
+[[ -z $found ]] || refuse "these runtime variables are exported in your shell with values that" \
+  "differ from $CONFIG, which is what gets deployed:$found"$'\n'"Unset them, or change the config."
+retention=$(cfg DEAD_LETTER_RETENTION)
+[[ $retention =~ ^([0-9]+)d$ ]] && ((BASH_REMATCH[1] <= 31)) ||
+  config_error "DEAD_LETTER_RETENTION must be whole days, at most 31d (the Pub/Sub maximum)"
+
+# The Firestore location nearest the functions: their continent's multi-region where there is one
+# (eur3: Belgium and Finland; nam5: central US), else their own region. Every write goes there and
+# a database's location never changes, so any other location is refused unless asked for.
+nearest_location() { case $1 in europe-*) echo eur3 ;; us-*) echo nam5 ;; *) echo "$1" ;; esac; }
+check_location() { # LOCATION WHAT [ANOTHER WAY OUT]
+  [[ $1 == "$REGION" || $1 == "$(nearest_location "$REGION")" ]] && return 0
+  ((ALLOW_LOCATION_MISMATCH)) &&
+    warn "$2 is $1, away from the functions' region $REGION (--allow-location-mismatch)" && return 0
+  refuse "$2 is $1, but the functions run in $REGION: every write would travel between the two," \
+    "and the data would live in $1 for good (a database's location cannot change). Deploy to a" \
+    "region of $1 with --region${3:+, $3}, or pass --allow-location-mismatch."
+}
+FIRESTORE_LOCATION=$(cfg FIRESTORE_LOCATION)
+[[ $FIRESTORE_LOCATION != auto ]] || FIRESTORE_LOCATION=$(nearest_location "$REGION")
+[[ $(cfg FIRESTORE_LOCATION) == auto ]] || check_location "$FIRESTORE_LOCATION" \
+  "FIRESTORE_LOCATION in $CONFIG" "set FIRESTORE_LOCATION=auto ($(nearest_location "$REGION") for $REGION)"
+
+# ---------------------------------------------------------------------------------------------
+# Steps.
+
+# Builds, then reads each function's options from its trigger, loading the code with nothing but
+# the deployed variables in its environment, so the functions' own config check runs too. A dry
+# run reads the same declarations from the TypeScript source.
+step_build() {
+  note "Build the functions, and read their options from the triggers"
+  local entry=$FUNCTIONS_DIR/lib/index.js loader=() options name flags timeout
+  run rm -rf "$FUNCTIONS_DIR/lib"
+  run npm --prefix "$ROOT" run build
+  ((DRY_RUN)) && entry=$FUNCTIONS_DIR/src/index.ts loader=(--import tsx)
+  [[ -d $FUNCTIONS_DIR/node_modules ]] || ((!DRY_RUN)) || die "functions/node_modules is missing:" \
+    "run 'npm run build' once (it installs the functions' dependencies) to let a dry run load them"
+  mapfile -t ENV_PAIRS < <(for name in "${RUNTIME_VARS[@]}" NODE_OPTIONS; do echo "$name=$(cfg "$name")"; done)
+  local -a read=(env -i "${ENV_PAIRS[@]}" "$(command -v node)" "${loader[@]}"
+    "$ROOT/scripts/lib/function-options.cjs" "$entry")
+  printf '+ %s  # check: %s\n' "$(render "${read[@]}")" "the options declared in the triggers"
+  options=$(cd "$ROOT" && "${read[@]}") || die "could not load the functions (message above)"
+  note "  ${options//$'\n'/$'\n'#   }"
+  declare -gA OPTIONS=()
+  while read -r name flags; do OPTIONS[$name]=$flags; done <<<"$options"
+  timeout=${OPTIONS[process]#*--timeout=} timeout=${timeout%%s*}
+  ((timeout <= $(cfg ACK_DEADLINE_SECONDS))) || config_error "process's timeout (${timeout}s)" \
+    "exceeds ACK_DEADLINE_SECONDS, so Pub/Sub would redeliver events still running"
+}
+
+step_project() {
+  note "Project and APIs"
+  local billing service apis=(cloudresourcemanager iam serviceusage cloudfunctions run cloudbuild
+    artifactregistry storage logging monitoring eventarc pubsub firestore firebaserules)
+  look PROJECT_NUMBER '<PROJECT_NUMBER>' "the project number names the Pub/Sub service agent" \
+    gcloud projects describe "$PROJECT" '--format=value(projectNumber)'
+  [[ -n $PROJECT_NUMBER ]] || die "project $PROJECT not found, or you cannot see it"
+  PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Without billing, enabling Cloud Functions, Cloud Build or Cloud Run fails half-way through.
+  look billing True "enable the APIs only on a project with billing enabled" \
+    gcloud billing projects describe "$PROJECT" '--format=value(billingEnabled)'
+  [[ $billing == True ]] || die "billing is not enabled on $PROJECT (Cloud Functions gen2 needs" \
+    "it): link a billing account with 'gcloud billing projects link $PROJECT" \
+    "--billing-account=ACCOUNT_ID' (list yours with 'gcloud billing accounts list') and re-run"
+  run gcloud services enable "${apis[@]/%/.googleapis.com}" "--project=$PROJECT" --quiet
+  for service in pubsub eventarc; do # agents that are granted roles below
+    run gcloud beta services identity create "--service=$service.googleapis.com" \
+      "--project=$PROJECT" --format=none --quiet
+  done
+  wait_for_service_agents
+}
+
+# Google grants each service agent its role when its API is enabled, and a first deploy fails
+# until those grants exist ("Permission denied while using the Eventarc Service Agent").
+wait_for_service_agents() {
+  local current entry missing=() attempt=1 needed=() pair
+  for pair in cloudfunctions:gcf-admin-robot run:serverless-robot-prod eventarc:gcp-sa-eventarc \
+    pubsub:gcp-sa-pubsub; do
+    needed+=("roles/${pair%%:*}.serviceAgent"$'\t'"serviceAccount:service-$PROJECT_NUMBER@${pair#*:}.iam.gserviceaccount.com")
+  done
+  while :; do
+    project_policy current "wait until the service agents hold their roles"
+    ((DRY_RUN)) && return 0
+    missing=()
+    for entry in "${needed[@]}"; do grep -qxF "$entry" <<<"$current" || missing+=("$entry"); done
+    ((${#missing[@]})) || return 0
+    wait_to_retry "$attempt" "${#missing[@]} service agent role(s) not granted yet" || break
+    attempt=$((attempt + 1))
+  done
+  for entry in "${missing[@]}"; do
+    warn "missing: grant it with: gcloud projects add-iam-policy-binding $PROJECT" \
+      "--member=${entry#*$'\t'} --role=${entry%%$'\t'*}"
+  done
+  die "the service agents above still lack their roles, which Google grants when an API is" \
+    "enabled; grant them (commands above) or wait, and re-run"
+}
+
+step_firestore() {
+  note "Firestore: the (default) database, rules, single-field index settings and TTL policies"
+  local database type location ttl group quota
+  look database "" "create the database only if there is none" gcloud firestore databases \
+    describe '--database=(default)' "--project=$PROJECT" '--format=value(type,locationId)'
+  type=${database%%$'\t'*} location=${database#*$'\t'}
+  if [[ -z $type ]]; then
+    run gcloud firestore databases create '--database=(default)' \
+      "--location=$FIRESTORE_LOCATION" --type=firestore-native "--project=$PROJECT" --quiet
+  elif [[ $type != FIRESTORE_NATIVE ]]; then
+    die "the (default) database of $PROJECT is $type; the functions need Firestore Native mode"
+  else
+    check_location "$location" "the (default) database of $PROJECT"
+    note "  (default) database exists in $location, keeping it"
+  fi
+  # The Firebase CLI signs in with Application Default Credentials, not gcloud's own login: stop
+  # before it fails half-way. It bills its calls to GOOGLE_CLOUD_QUOTA_PROJECT, whatever quota
+  # project the credentials name.
+  local adc=(gcloud auth application-default print-access-token)
+  printf '+ %s  # check: Application Default Credentials for the Firebase CLI\n' "$(render "${adc[@]}")"
+  if ((!DRY_RUN)); then
+    "${adc[@]}" >/dev/null 2>&1 || die "no usable Application Default Credentials, which the" \
+      "Firebase CLI deploys the Firestore rules with: run 'gcloud auth application-default login'"
+    quota=$(node -e 'try { process.stdout.write(require(process.argv[1]).quota_project_id || "") } catch {}' \
+      "${GOOGLE_APPLICATION_CREDENTIALS:-${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json}")
+    [[ -z $quota || $quota == "$PROJECT" ]] ||
+      note "  the credentials' quota project is $quota; the Firebase CLI is told to use $PROJECT"
+  fi
+  run env "GOOGLE_CLOUD_QUOTA_PROJECT=$PROJECT" "$ROOT/node_modules/.bin/firebase" deploy \
+    --only=firestore "--project=$PROJECT" "--config=$ROOT/firebase.json" --non-interactive
+  # Processed and failed documents carry expire_at (their tenant's retention); with the policy on,
+  # Firestore deletes each within about a day after that time.
+  for group in "${TTL_COLLECTION_GROUPS[@]}"; do
+    look ttl "" "turn TTL on where it is not on yet" gcloud firestore indexes fields describe expire_at \
+      "--collection-group=$group" '--database=(default)' "--project=$PROJECT" '--format=value(ttlConfig.state)'
+    if [[ $ttl == ACTIVE || $ttl == CREATING ]]; then
+      note "  TTL on $group.expire_at is $ttl"
+    else
+      run gcloud firestore fields ttls update expire_at "--collection-group=$group" \
+        '--database=(default)' --enable-ttl --async "--project=$PROJECT" --quiet
+    fi
+  done
+}
+
+step_pubsub() {
+  note "Pub/Sub: ingest topic, dead-letter topic and the subscription that keeps dead letters"
+  local topic hold kept
+  for topic in "${TOPICS[@]}"; do
+    if_found no "topic $topic" gcloud pubsub topics describe "$topic" -- gcloud pubsub topics create "$topic"
+  done
+  hold=$(cfg DEAD_LETTER_SUBSCRIPTION)
+  look kept "" "create the dead-letter subscription only if absent" gcloud pubsub subscriptions \
+    describe "$hold" "--project=$PROJECT" '--format=value(messageRetentionDuration)'
+  if [[ $kept == "$((${retention%d} * 86400))s" ]]; then
+    note "  subscription $hold exists"
+  elif [[ -n $kept ]]; then
+    run gcloud pubsub subscriptions update "$hold" "--message-retention-duration=$retention" \
+      "--project=$PROJECT" --quiet
+  else
+    run gcloud pubsub subscriptions create "$hold" "--topic=$(cfg DEAD_LETTER_TOPIC)" \
+      "--message-retention-duration=$retention" --expiration-period=never --ack-deadline=60 \
+      "--project=$PROJECT" --quiet
+  fi
+}
+
+step_iam() {
+  note "Service accounts (one per function, the trigger's, the build's) and least-privilege IAM"
+  local entry current role member
+  for entry in "${SERVICE_ACCOUNTS[@]}"; do
+    if_found no "${entry%%|*}" gcloud iam service-accounts describe "${entry%%|*}" -- \
+      gcloud iam service-accounts create "${entry%%@*}" "--display-name=${entry#*|}"
+  done
+  project_policy current
+  while IFS=$'\t' read -r role member; do
+    if grep -qxF "$role"$'\t'"$member" <<<"$current"; then
+      note "  $member already has $role"
+    else
+      run gcloud projects add-iam-policy-binding "$PROJECT" "--member=$member" "--role=$role" \
+        --condition=None --format=none --quiet
+    fi
+  done < <(project_bindings)
+  # ingest may publish to its topic and nothing else. Pub/Sub moves undeliverable messages to the
+  # dead-letter topic as its service agent, and signs pushes with the trigger identity's tokens.
+  run gcloud pubsub topics add-iam-policy-binding "$(cfg INGEST_TOPIC)" \
+    "--member=serviceAccount:$SA_INGEST" --role=roles/pubsub.publisher "--project=$PROJECT" \
+    --format=none --quiet
+  run gcloud pubsub topics add-iam-policy-binding "$(cfg DEAD_LETTER_TOPIC)" \
+    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher "--project=$PROJECT" \
+    --format=none --quiet
+  run gcloud iam service-accounts add-iam-policy-binding "$SA_TRIGGER" \
+    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/iam.serviceAccountTokenCreator \
+    "--project=$PROJECT" --format=none --quiet
+}
+
+# A digest of what a deploy puts in place: the files gcloud uploads (by their path inside
+# functions/) and the flags less --source, so another checkout of the same code changes nothing.
+fingerprint() {
+  ((DRY_RUN)) && printf '<SOURCE_HASH>' && return 0
+  {
+    (cd "$FUNCTIONS_DIR" && find lib proto -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum &&
+      sha256sum package.json package-lock.json .gcloudignore)
+    printf '%s\n' "$@" | grep -v '^--source='
+  } | sha256sum | cut -c1-40
+}
+
+# What is live of function NAME: FN_STATE (ACTIVE, FAILED...; "" when absent), FN_HASH (its
+# rdp_deploy_hash label), FN_TRIGGER ("topic<TAB>identity<TAB>retry policy").
+describe_function() {
+  local live
+  look live "" "what is live: state, deploy label and trigger" gcloud functions describe "$1" \
+    --v2 "--region=$REGION" "--project=$PROJECT" \
+    '--format=value(state,labels.rdp_deploy_hash,eventTrigger.pubsubTopic,eventTrigger.serviceAccountEmail,eventTrigger.retryPolicy)'
+  IFS='|' read -r FN_STATE FN_HASH FN_TRIGGER <<<"${live//$'\t'/|}" || true
+  FN_TRIGGER=${FN_TRIGGER//|/$'\t'}
+}
+
+# How ingest is open: "allUsers" (invoker role), "no-invoker-iam-check" (its Cloud Run service,
+# which has its name, skips the IAM check) or "" (closed).
+ingest_access() {
+  local bindings disabled
+  INGEST_ACCESS=""
+  look bindings "" "is ingest open to allUsers?" gcloud run services get-iam-policy ingest \
+    "--region=$REGION" "--project=$PROJECT" '--flatten=bindings[].members' \
+    '--format=value(bindings.role,bindings.members)'
+  grep -qxF $'roles/run.invoker\tallUsers' <<<"$bindings" && INGEST_ACCESS=allUsers && return 0
+  look disabled "" "or does its service skip the invoker IAM check?" gcloud run services describe \
+    ingest "--region=$REGION" "--project=$PROJECT" \
+    "--format=value(metadata.annotations.'run.googleapis.com/invoker-iam-disabled')"
+  [[ ${disabled,,} != true ]] || INGEST_ACCESS=no-invoker-iam-check
+}
+
+# ingest is public at the HTTP layer; API keys authenticate every request. An organization that
+# enforces domain restricted sharing refuses allUsers in any IAM policy; Google's documented way
+# to serve the public then is to turn off the Cloud Run invoker IAM check of the service.
+make_ingest_public() {
+  if try gcloud functions add-invoker-policy-binding ingest "--region=$REGION" \
+    "--project=$PROJECT" --member=allUsers --format=none --quiet; then
+    ((DRY_RUN)) && note "  (if an organization policy refuses allUsers: gcloud run services" \
+      "update ingest --no-invoker-iam-check, see README, Release)"
+    INGEST_ACCESS=allUsers && return 0
+  fi
+  grep -qE 'do not belong to a permitted customer|domain restriction organi[sz]ation policy|iam\.allowedPolicyMemberDomains' <<<"$LAST_ERROR" ||
+    die "could not make ingest public: $(error_status "$LAST_ERROR") (message above). ingest is" \
+      "deployed but answers 403 to everyone; fix the cause and re-run"
+  warn "an organization policy (domain restricted sharing) refuses allUsers as invoker of ingest." \
+    "Falling back to Google's documented alternative: turning off the Cloud Run invoker IAM check" \
+    "of the ingest service. ingest stays public; API keys authenticate every request."
+  try gcloud run services update ingest "--region=$REGION" "--project=$PROJECT" \
+    --no-invoker-iam-check --quiet || die "the fallback failed too ($(error_status "$LAST_ERROR")," \
+    "message above): ingest is deployed but answers 403 to everyone. Ask an organization admin to" \
+    "allow allUsers here (iam.allowedPolicyMemberDomains) or to let it turn off the invoker IAM" \
+    "check (run.managed.requireInvokerIam), then re-run"
+  INGEST_ACCESS=no-invoker-iam-check
+}
+
+# gcloud writes a function's labels only within a deploy, so the rdp_deploy_hash label says which
+# build and settings are live. It is never trusted alone: a function is skipped only if it is also
+# ACTIVE and the outcome of its later steps is in place (DONE=1); otherwise the last run stopped
+# part-way, and it is deployed again.
+is_done() { # NAME FINGERPRINT DONE
+  [[ $FN_STATE == ACTIVE && $FN_HASH == "$2" ]] || return 1
+  (($3)) && note "  $1 is unchanged since its last deploy, which completed; skipping" && return 0
+  note "  $1 carries this build's label, but its last deploy did not complete; deploying it again"
+  return 1
+}
+
+step_functions() {
+  note "Functions (Cloud Functions gen2), with the options declared in their triggers"
+  local hash wanted
+  # shellcheck disable=SC2206  # the options are flags without spaces
+  local -a common=(--gen2 "--region=$REGION" "--project=$PROJECT" "--runtime=$(cfg RUNTIME)"
+    "--source=$FUNCTIONS_DIR" "--build-service-account=projects/$PROJECT/serviceAccounts/$SA_BUILD"
+    "--set-env-vars=$(IFS=, && echo "${ENV_PAIRS[*]}")" --quiet)
+  # No --[no-]allow-unauthenticated: gcloud would rewrite its invoker binding on every deploy.
+  local -a ingest=("${common[@]}" --entry-point=ingest --trigger-http
+    "--run-service-account=$SA_INGEST" ${OPTIONS[ingest]})
+  # Private: only the trigger identity may invoke it, and only from inside Google's network.
+  local -a process=("${common[@]}" --entry-point=process --no-allow-unauthenticated
+    "--run-service-account=$SA_PROCESS" ${OPTIONS[process]})
+  local -a trigger=(${OPTIONS[process:trigger]} "--trigger-service-account=$SA_TRIGGER")
+
+  hash=$(fingerprint "${ingest[@]}")
+  describe_function ingest
+  ingest_access
+  if ! is_done ingest "$hash" "$([[ -n $INGEST_ACCESS ]] && echo 1 || echo 0)"; then
+    run gcloud functions deploy ingest "${ingest[@]}" "--update-labels=rdp_deploy_hash=$hash"
+    # Checked again: a deploy updates the Cloud Run service, which may reset what was set on it.
+    [[ -z $INGEST_ACCESS ]] || ingest_access
+    [[ -n $INGEST_ACCESS ]] || make_ingest_public
+  fi
+  note "  ingest is public through: $INGEST_ACCESS"
+
+  # Trigger flags on an update put the whole event trigger in gcloud's update mask, and a replaced
+  # trigger takes its Pub/Sub subscription with it (backlog, pending retries, dead-letter policy).
+  # So an update that keeps the trigger passes none of them, and gcloud keeps the live one.
+  hash=$(fingerprint "${process[@]}" "${trigger[@]}")
+  describe_function process
+  wanted=projects/$PROJECT/topics/$(cfg INGEST_TOPIC)$'\t'$SA_TRIGGER$'\t'RETRY_POLICY_RETRY
+  if [[ -n $FN_STATE && $FN_TRIGGER == "$wanted" ]]; then
+    is_done process "$hash" 1 || {
+      note "  its trigger is as configured: deploying without trigger flags, so it stays"
+      run gcloud functions deploy process "${process[@]}" "--update-labels=rdp_deploy_hash=$hash"
+    }
+  else
+    [[ -z $FN_STATE ]] || ((REPLACE_TRIGGER)) || refuse "process's trigger is" \
+      "'${FN_TRIGGER//$'\t'/ }', the config wants '${wanted//$'\t'/ }'. Replacing it deletes its" \
+      "Pub/Sub subscription with every message still waiting in it. Stop ingest traffic, let the" \
+      "backlog drain, then re-run with --replace-trigger."
+    [[ -z $FN_STATE ]] || warn "replacing process's trigger (--replace-trigger): its subscription is recreated"
+    run gcloud functions deploy process "${process[@]}" "${trigger[@]}" "--update-labels=rdp_deploy_hash=$hash"
+  fi
+  run gcloud functions add-invoker-policy-binding process "--region=$REGION" "--project=$PROJECT" \
+    "--member=serviceAccount:$SA_TRIGGER" --format=none --quiet
+}
+
+step_trigger_subscription() {
+  note "The trigger's Pub/Sub subscription (made by Eventarc): dead letters, ack deadline, retries"
+  local trigger subscription current wanted
+  look trigger '<PROCESS_TRIGGER>' "the Eventarc trigger of the process function" gcloud functions \
+    describe process --v2 "--region=$REGION" "--project=$PROJECT" '--format=value(eventTrigger.trigger)'
+  [[ -n $trigger ]] || die "the process function has no Eventarc trigger; did its deploy fail?"
+  look subscription '<TRIGGER_SUBSCRIPTION>' "the subscription Eventarc made for it" gcloud eventarc \
+    triggers describe "$trigger" "--location=$REGION" "--project=$PROJECT" \
+    '--format=value(transport.pubsub.subscription)'
+  [[ -n $subscription ]] || die "trigger $trigger has no Pub/Sub subscription"
+  wanted=$(printf '%s\t%s\t%s\t%s\t%s' "$(cfg ACK_DEADLINE_SECONDS)" "$DEAD_LETTER_TOPIC_PATH" \
+    "$(cfg MAX_DELIVERY_ATTEMPTS)" "$(cfg MIN_RETRY_DELAY)" "$(cfg MAX_RETRY_DELAY)")
+  look current "" "update it only if its settings differ" gcloud pubsub subscriptions describe \
+    "$subscription" "--project=$PROJECT" \
+    '--format=value(ackDeadlineSeconds,deadLetterPolicy.deadLetterTopic,deadLetterPolicy.maxDeliveryAttempts,retryPolicy.minimumBackoff,retryPolicy.maximumBackoff)'
+  if [[ $current == "$wanted" ]]; then
+    note "  subscription settings are already in place"
+  else
+    run gcloud pubsub subscriptions update "$subscription" "--dead-letter-topic=$DEAD_LETTER_TOPIC_PATH" \
+      "--max-delivery-attempts=$(cfg MAX_DELIVERY_ATTEMPTS)" "--ack-deadline=$(cfg ACK_DEADLINE_SECONDS)" \
+      "--min-retry-delay=$(cfg MIN_RETRY_DELAY)" "--max-retry-delay=$(cfg MAX_RETRY_DELAY)" \
+      "--project=$PROJECT" --quiet
+  fi
+  # Pub/Sub must be able to acknowledge a message on this subscription to dead-letter it.
+  run gcloud pubsub subscriptions add-iam-policy-binding "$subscription" \
+    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber "--project=$PROJECT" \
+    --format=none --quiet
+}
+
+step_monitoring() {
+  note "Log-based metrics and alert policies (deploy/monitoring/)${CHANNEL:+, notifying $CHANNEL}"
+  local metric verb file policy name found
+  for metric in "${LOG_METRICS[@]}"; do # an existing one gets this release's definition again
+    exists "create the metric only if absent" gcloud logging metrics describe "$metric" \
+      "--project=$PROJECT" '--format=value(name)' && verb=update || verb=create
+    run gcloud logging metrics "$verb" "$metric" \
+      "--config-from-file=$ROOT/deploy/monitoring/$metric.yaml" "--project=$PROJECT" --quiet
+  done
+  for file in "$ROOT"/deploy/monitoring/alert-*.json; do # found by display name, else created
+    policy=$(node -e 'const [file, subscription, channel] = process.argv.slice(1);
+      const text = require("fs").readFileSync(file, "utf8");
+      const policy = JSON.parse(text.replaceAll("${DEAD_LETTER_SUBSCRIPTION}", subscription));
+      console.log(JSON.stringify({ ...policy, notificationChannels: channel ? [channel] : [] }))' \
+      "$file" "$(cfg DEAD_LETTER_SUBSCRIPTION)" "$CHANNEL")
+    name=${policy#*\"displayName\":\"} name=${name%%\"*}
+    alert_policies found "$name"
+    # shellcheck disable=SC2046  # the policy's name, if any, is one word
+    run gcloud alpha monitoring policies $([[ -n $found ]] && echo update "${found%%$'\n'*}" || echo create) \
+      "--policy=$policy" "--project=$PROJECT" --quiet
+  done
+}
+
+step_summary() {
+  local url
+  look url '<INGEST_URL>' "the URL to send records to" gcloud functions describe ingest --v2 \
+    "--region=$REGION" "--project=$PROJECT" '--format=value(serviceConfig.uri)'
+  note "Deployed. Ingest URL: $url"
+  [[ $INGEST_ACCESS != no-invoker-iam-check ]] ||
+    note "(public through the service's disabled invoker IAM check, not allUsers: see above)"
+  note "Verify: scripts/ship/smoke.sh $url <API_KEY>"
+}
+
+for tool in gcloud npm node sha256sum; do
+  ((DRY_RUN)) || command -v "$tool" >/dev/null || die "'$tool' is not installed or not on PATH"
+done
+((DRY_RUN)) || [[ -x $ROOT/node_modules/.bin/firebase && -f $FUNCTIONS_DIR/package-lock.json ]] ||
+  die "run 'npm ci' at the repository root first (functions/package-lock.json is needed too)"
+banner "Deploying to"
+step_build
+step_project
+step_firestore
+step_pubsub
+step_iam
+step_functions
+step_trigger_subscription
+step_monitoring
+step_summary
