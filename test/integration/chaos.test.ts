@@ -110,7 +110,7 @@ describe("chaos: every accepted record is stored exactly once", function () {
   function load(stack: TestStack, options: Omit<LoadOptions, "url">): Promise<LoadReport> {
     // Log lines without the 1-4 KB traces: the scenarios' time budgets assume short texts.
     const textOf = (n: number) => logLineText(n, options.seed);
-    return runLoad({ url: stack.ingestUrl, requestTimeoutMs: 30_000, textOf, ...options });
+    return runLoad({ url: stack.ingestUrl, textOf, ...options });
   }
 
   async function reconcileStack(

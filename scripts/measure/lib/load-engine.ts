@@ -1,31 +1,20 @@
 /**
- * The one load engine: `npm run load` scenarios, the bench phases and the chaos tests all send
- * through `runLoad`. It is open loop: every request has a send time from an arrival schedule
- * (rate x time, `arrivalTimes`), is sent then whatever the answers before it do, and its
- * latency counts from that scheduled time (as wrk2 and HdrHistogram's corrected recording do),
- * so time spent waiting behind a slow server, a busy connection or a lagging client is counted,
- * never omitted. Latencies go into hdr-histogram-js; a report gives p50/p90/p99/p99.9/max, the
- * offered and the achieved send rate, how late the engine itself sent (`sendLag`) and how many
- * requests were in flight at most.
+ * The one load engine: `npm run load`, the bench and the chaos tests all send through `runLoad`.
+ * Open loop: each request has a send time from an arrival schedule, is sent then whatever the
+ * answers before it do, and its latency counts from that time (as wrk2 does), so waiting behind
+ * a slow server or a lagging client is counted, never omitted (coordinated omission).
  *
- * Why not artillery (or autocannon): tried on this 2-core machine against a bare node:http
- * server answering 202, artillery 2.0.21 with the record processor asked for 833 arrivals/s for
- * 15 s sent them over 22 s (about 560/s, and 200/s in its first 10 s), burnt 21 s of CPU (1.7 ms
- * a request, so 1.4 of the 2 cores at 833/s, taken from the stack it measures), and reported
- * p99 48 ms: its latency counts from the actual send, so falling seconds behind its schedule
- * did not show. autocannon is closed loop per connection (the next request waits for the
- * answer to the last, and its rate options only throttle that), which is the coordinated
- * omission itself. Neither lets a test close a gate mid-run or see each answer in process, which
- * the chaos tests need. This engine is node:http with keep-alive (a third of fetch's CPU per
- * request here) and the records' texts, bodies and verdicts the product needs.
+ * Not artillery: on this 2-core machine it fell seconds behind its schedule at 833/s, took 1.4
+ * cores from the stack it measured, and counted latency from the actual send, which hid the lag.
+ * Not autocannon: closed loop per connection, the coordinated omission itself. Neither lets a
+ * test close a gate mid-run or see each answer. node:http with keep-alive costs a third of fetch.
  *
- * Every record ends in one list, which is what the reconciliation (reconcile.ts) needs:
- * accepted (some request for it got a 202 or an OTLP 200), in doubt (no acceptance, but a
- * request may have reached Pub/Sub: a 5xx, a reset, a client timeout) or rejected (4xx, 429, or
- * refused before reaching a server). A record names itself by its own log id, or by an
- * Idempotency-Key with the server deriving the id; either way a retried record is stored once.
+ * Every record ends in one list, as the reconciliation needs: accepted (a 202 or OTLP 200), in
+ * doubt (a 5xx, a reset, a client timeout: it may have reached Pub/Sub) or rejected (4xx, 429,
+ * refused before reaching a server).
  */
 import http from "node:http";
+import { setTimeout as delay } from "node:timers/promises";
 import { summarize, type Summary } from "./stats";
 import { idempotentLogId } from "../../../functions/src/lib/ids";
 import { BATCH_ENCODINGS, type BatchEncoding, type BatchVerdict } from "./batch-encodings";
@@ -61,8 +50,6 @@ export type Verdict = "accepted" | "in_doubt" | "rejected";
 
 /** One HTTP request (a record may take several when retries are on). */
 export interface RequestOutcome {
-  /** Position of the request in the schedule. */
-  readonly index: number;
   /** 1 for the first request of its records. */
   readonly attempt: number;
   readonly records: readonly ExpectedRecord[];
@@ -156,16 +143,12 @@ export interface LoadOptions {
   readonly retries?: number;
   /** Wait before a retry when the answer has no Retry-After (default 500 ms). */
   readonly retryDelayMs?: number;
-  /** Client-side bound of one request (default 30 s); hitting it leaves the records in doubt. */
-  readonly requestTimeoutMs?: number;
   readonly gate?: LoadGate;
   readonly onOutcome?: (outcome: RequestOutcome) => void;
 }
 
 export interface LoadReport {
   readonly startedAt: number;
-  /** From the start until the last answer. */
-  readonly durationMs: number;
   /** Records planned (a batch request carries several). */
   readonly records: number;
   /** Requests sent, retries included. */
@@ -180,12 +163,9 @@ export interface LoadReport {
   readonly sentPerSecond: number;
   /** Every answered request, from its scheduled send time. */
   readonly latency: Summary | undefined;
-  /**
-   * From the scheduled time to the write on a connection: the engine's own lag, plus any wait
-   * for a free connection when `concurrency` caps them.
-   */
+  /** From the scheduled time to the write: the engine's own lag, and waits for a connection. */
   readonly sendLag: Summary | undefined;
-  /** Requests due and not yet answered, at most (those waiting for a connection included). */
+  /** Requests due and not yet answered, at most. */
   readonly maxInFlight: number;
   readonly outcomes: readonly RequestOutcome[];
 }
@@ -203,6 +183,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const rate = options.ratePerSecond ?? Infinity;
   const at =
     options.at ?? Array.from({ length: options.records ?? 0 }, (_, i) => (i * 1000) / rate);
+  const retries = options.retries ?? 0;
   const agent = new http.Agent({ keepAlive: true });
   const slots = options.concurrency === undefined ? undefined : semaphore(options.concurrency);
   const outcomes: RequestOutcome[] = [];
@@ -217,71 +198,61 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     inFlight += 1;
     maxInFlight = Math.max(maxInFlight, inFlight);
     const request = await prepare(options, index);
+    const fates: Verdict[] = request.records.map(() => "rejected");
+    verdicts[index] = { records: request.records, verdicts: fates };
     // A record keeps its connection through its retries, as a client busy with it would.
     await slots?.acquire();
     try {
-      await attempts(index, scheduledAt, request);
+      let due = scheduledAt;
+      for (let attempt = 1; attempt <= 1 + retries; attempt += 1) {
+        await options.gate?.enter();
+        const answer = await send(agent, options.url, request).finally(() => options.gate?.leave());
+        const { status, error, sentAt } = answer;
+        if (attempt === 1) sendLags.push(sentAt - due);
+        const verdict: BatchVerdict =
+          status === null
+            ? { accepted: new Set(), othersInDoubt: error !== "ECONNREFUSED" }
+            : request.verdict(status, answer.body);
+        verdict.accepted.forEach((position) => (fates[position] = "accepted"));
+        for (const [i, fate] of fates.entries()) {
+          if (verdict.othersInDoubt && fate === "rejected") fates[i] = "in_doubt";
+        }
+        const accepted = verdict.accepted.size;
+        const answeredAt = Date.now();
+        const outcome: RequestOutcome = {
+          attempt,
+          records: request.records,
+          scheduledAt: due,
+          sentAt,
+          answeredAt,
+          latencyMs: answeredAt - due,
+          status,
+          error,
+          retryAfter: answer.retryAfter,
+          accepted,
+          verdict:
+            accepted === request.records.length
+              ? "accepted"
+              : verdict.othersInDoubt
+                ? "in_doubt"
+                : "rejected",
+          bodyBytes: request.body.byteLength,
+        };
+        outcomes.push(outcome);
+        const key = status === null ? (error ?? "error") : String(status);
+        statuses[key] = (statuses[key] ?? 0) + 1;
+        options.onOutcome?.(outcome);
+        // Final: an acceptance, or a refusal of the records themselves (4xx but 429).
+        if (status !== null && status < 500 && status !== 429) break;
+        if (fates.every((fate) => fate === "accepted")) break;
+        const retryAfter = Number(answer.retryAfter);
+        const wait = retryAfter > 0 ? retryAfter * 1000 : (options.retryDelayMs ?? 500);
+        due = Date.now() + wait;
+        if (attempt <= retries) await delay(wait);
+      }
     } finally {
       slots?.release();
       inFlight -= 1;
-    }
-  };
-
-  const attempts = async (index: number, scheduledAt: number, request: Prepared) => {
-    const fates: Verdict[] = request.records.map(() => "rejected");
-    verdicts[index] = { records: request.records, verdicts: fates };
-    let due = scheduledAt;
-    for (let attempt = 1; attempt <= 1 + (options.retries ?? 0); attempt += 1) {
-      await options.gate?.enter();
-      let answer: Answer;
-      try {
-        answer = await send(agent, options, request);
-      } finally {
-        options.gate?.leave();
-      }
-      const { status, error, sentAt } = answer;
-      if (attempt === 1) sendLags.push(sentAt - due);
-      const verdict: BatchVerdict =
-        status === null
-          ? { accepted: new Set(), othersInDoubt: error !== "ECONNREFUSED" }
-          : request.verdict(status, answer.body);
-      verdict.accepted.forEach((position) => (fates[position] = "accepted"));
-      for (const [i, fate] of fates.entries()) {
-        if (verdict.othersInDoubt && fate === "rejected") fates[i] = "in_doubt";
-      }
-      const accepted = verdict.accepted.size;
-      const answeredAt = Date.now();
-      const outcome: RequestOutcome = {
-        index,
-        attempt,
-        records: request.records,
-        scheduledAt: due,
-        sentAt,
-        answeredAt,
-        latencyMs: answeredAt - due,
-        status,
-        error,
-        retryAfter: answer.retryAfter,
-        accepted,
-        verdict:
-          accepted === request.records.length
-            ? "accepted"
-            : verdict.othersInDoubt
-              ? "in_doubt"
-              : "rejected",
-        bodyBytes: request.body.byteLength,
-      };
-      outcomes.push(outcome);
-      const key = status === null ? (error ?? "error") : String(status);
-      statuses[key] = (statuses[key] ?? 0) + 1;
-      options.onOutcome?.(outcome);
-      // Final: an acceptance, or a refusal of the records themselves (4xx but 429).
-      if (status !== null && status < 500 && status !== 429) break;
-      if (fates.every((fate) => fate === "accepted")) break;
-      const retryAfter = Number(answer.retryAfter);
-      const wait = retryAfter > 0 ? retryAfter * 1000 : (options.retryDelayMs ?? 500);
-      due = Date.now() + wait;
-      if (attempt <= (options.retries ?? 0)) await delay(wait);
     }
   };
 
@@ -306,7 +277,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   for (const entry of verdicts) {
     entry?.records.forEach((record, i) => lists[entry.verdicts[i] as Verdict].push(record));
   }
-  const firstSends = outcomes.filter((outcome) => outcome.attempt === 1).map((o) => o.sentAt);
   // n requests spread over (n - 1) intervals.
   const perSecond = (times: readonly number[]) => {
     const span =
@@ -316,7 +286,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   };
   return {
     startedAt,
-    durationMs: Date.now() - startedAt,
     records: verdicts.reduce((sum, entry) => sum + (entry?.records.length ?? 0), 0),
     requests: outcomes.length,
     accepted: lists.accepted,
@@ -324,10 +293,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     rejected: lists.rejected,
     statuses,
     offeredPerSecond: perSecond(at),
-    sentPerSecond: perSecond(firstSends),
-    latency: summarize(
-      outcomes.filter((outcome) => outcome.status !== null).map((outcome) => outcome.latencyMs),
-    ),
+    sentPerSecond: perSecond(outcomes.filter((o) => o.attempt === 1).map((o) => o.sentAt)),
+    latency: summarize(outcomes.filter((o) => o.status !== null).map((o) => o.latencyMs)),
     sendLag: summarize(sendLags),
     maxInFlight,
     outcomes,
@@ -402,7 +369,10 @@ interface Answer {
   readonly body: Uint8Array;
 }
 
-function send(agent: http.Agent, options: LoadOptions, request: Prepared): Promise<Answer> {
+/** Hitting this client-side bound of one request leaves its records in doubt. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+function send(agent: http.Agent, url: string, request: Prepared): Promise<Answer> {
   return new Promise((resolve) => {
     let sentAt = Date.now();
     const failed = (error: NodeJS.ErrnoException) =>
@@ -414,12 +384,12 @@ function send(agent: http.Agent, options: LoadOptions, request: Prepared): Promi
         body: new Uint8Array(),
       });
     const outgoing = http.request(
-      new URL(request.path, options.url),
+      new URL(request.path, url),
       {
         method: "POST",
         agent,
         headers: { ...request.headers, "content-length": String(request.body.byteLength) },
-        timeout: options.requestTimeoutMs ?? 30_000,
+        timeout: REQUEST_TIMEOUT_MS,
       },
       (response) => {
         const chunks: Buffer[] = [];
@@ -459,8 +429,4 @@ function semaphore(limit: number) {
       else next();
     },
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
