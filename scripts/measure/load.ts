@@ -1,22 +1,9 @@
 /**
- * `npm run load -- <scenario>`: one scenario of scripts/measure/lib/scenarios.ts end to end.
- *
- *   npm run load -- baseline|ramp|spike|soak|chaos|<file.json> [--tenants 4]
- *       [--target URL --api-key KEY [--project P]] [--drain-timeout S] [--quiet S]
- *
- * Without --target it starts the production-faithful local stack (emulators, ingest, worker;
- * `chaos` with fault injection in the worker), creates API keys for a few tenants of this run
- * only, warms the stack up, sends the scenario with the one load engine (open loop, latency from
- * each request's scheduled send time), waits for the pipeline to drain and reconciles every 202
- * against Firestore (scripts/operate/lib/reconcile.ts): each accepted record stored exactly once,
- * nothing else in the run's tenants. With --target it sends to a deployed ingest URL with the
- * given key; the reconciliation then reads the real Firestore of --project through Application
- * Default Credentials, covering only this run's documents (their log ids start with the run
- * id), and is skipped, with a note, when that is not possible. Results:
- * `.run/load/<scenario>-<run>/` (the records, as the reconcile CLI reads them; summary.json).
- *
- * Exit code: 0 when the scenario's `ensure` thresholds held and (when reconciled) nothing was
- * lost, duplicated or unexpected; 1 otherwise; 2 on a usage error.
+ * `npm run load -- <scenario>` (README, "Load tests"): a scenario of lib/scenarios.ts sent by the
+ * one load engine to the local stack it starts (or to --target), then the pipeline's drain and
+ * the reconciliation of every 202 against Firestore. Results in `.run/load/<scenario>-<run>/`.
+ * Exit code 0 when the `ensure` thresholds held and nothing was lost, duplicated or unexpected;
+ * 1 otherwise; 2 on a usage error.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -35,7 +22,7 @@ import {
   fileSizeActivity,
   formatReport,
   reconcileRun,
-  writeReconcileJsonl,
+  toReconcileJsonl,
 } from "../operate/lib/reconcile";
 import { type Stack, startStack } from "../local/lib/stack";
 import { seedTenantKeys, tenantIds } from "./lib/tenants";
@@ -147,12 +134,11 @@ function periodLines(load: LoadReport): string[] {
 
 /** The scenario's thresholds; each failed one as a line. */
 function ensureFailures(scenario: Scenario, load: LoadReport): string[] {
-  const failures: string[] = [];
   const { maxErrorRate, ...limits } = scenario.ensure;
-  for (const [name, limit] of Object.entries(limits)) {
+  const failures = Object.entries(limits).flatMap(([name, limit]) => {
     const value = load.latency?.[name as keyof typeof limits];
-    if (value === undefined || value > limit) failures.push(`${name} ${ms(value)} ms > ${limit}`);
-  }
+    return value === undefined || value > limit ? [`${name} ${ms(value)} ms > ${limit}`] : [];
+  });
   const errors = load.requests - (load.statuses["202"] ?? 0);
   const errorRate = load.requests === 0 ? 100 : (100 * errors) / load.requests;
   if (errorRate > maxErrorRate) {
@@ -178,13 +164,8 @@ async function main(argv: readonly string[]): Promise<number> {
   fs.mkdirSync(runDir, { recursive: true });
 
   let stack: Stack | undefined;
-  const stopStack = async () => {
-    const running = stack;
-    stack = undefined;
-    await running?.stop();
-  };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.on(signal, () => void stopStack().finally(() => process.exit(130)));
+    process.on(signal, () => void Promise.resolve(stack?.stop()).finally(() => process.exit(130)));
   }
 
   try {
@@ -206,26 +187,18 @@ async function main(argv: readonly string[]): Promise<number> {
         env,
       });
       target = stack.ingestUrl.replace(/\/+$/, "");
+      const warmTenant = `load-${runId}-warmup`;
+      tenants = tenantIds(runId, options.tenants);
       const keys = await seedTenantKeys(
         { projectId: PROJECT, firestoreHost: stack.firestoreHost },
-        [...tenantIds(runId, options.tenants), `load-${runId}-warmup`],
+        [warmTenant, ...tenants],
       );
-      const warm = keys.pop();
-      tenants = keys.map((key) => key.tenantId);
       apiKeys = Object.fromEntries(keys.map((key) => [key.tenantId, key.apiKey]));
       // A fresh stack answers its first requests slowly (JIT, the key cache, the emulators'
       // first writes); a tenant of its own takes that, outside the scenario and its checks.
       console.log("Warming up the stack (10 s at 20 requests/s, a tenant outside the run)...");
-      if (warm) {
-        await runLoad({
-          url: target,
-          tenants: [warm.tenantId],
-          apiKeys: { [warm.tenantId]: warm.apiKey },
-          records: 200,
-          ratePerSecond: 20,
-          logIdPrefix: `${runId}-warmup`,
-        });
-      }
+      const warmup = { records: 200, ratePerSecond: 20, logIdPrefix: `${runId}-warmup` };
+      await runLoad({ url: target, tenants: [warmTenant], apiKeys, ...warmup });
     } else {
       target = `${options.target}/ingest`;
       probe = await probeTenant(target, options.apiKey as string, runId);
@@ -252,7 +225,7 @@ async function main(argv: readonly string[]): Promise<number> {
       inDoubt: load.inDoubt,
     };
     const recordsFile = path.join(runDir, "records.jsonl");
-    writeReconcileJsonl(recordsFile, records);
+    fs.writeFileSync(recordsFile, toReconcileJsonl(records));
     const failures = ensureFailures(scenario, load);
 
     let report: ReconcileReport | undefined;
@@ -323,31 +296,25 @@ async function main(argv: readonly string[]): Promise<number> {
       failures.length === 0 && (report === undefined || (report.ok && report.drain?.drained));
     lines.push(`RESULT: ${ok ? "PASS" : "FAIL"}`);
     console.log(lines.join("\n"));
-    const { requests, statuses, offeredPerSecond, sentPerSecond, maxInFlight } = load;
-    const figures = { requests, statuses, offeredPerSecond, sentPerSecond, maxInFlight };
-    fs.writeFileSync(
-      path.join(runDir, "summary.json"),
-      `${JSON.stringify(
-        {
-          scenario: options.name,
-          runId,
-          target,
-          local: stack !== undefined,
-          load: { ...figures, latency: load.latency, sendLag: load.sendLag },
-          ensure: { thresholds: scenario.ensure, failures },
-          drainSeconds: drainSeconds ?? null,
-          reconcile: report ?? null,
-          note: note ?? null,
-          ok,
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    const { requests, statuses, offeredPerSecond, sentPerSecond, maxInFlight, latency, sendLag } =
+      load;
+    const summary = {
+      scenario: options.name,
+      runId,
+      target,
+      local: stack !== undefined,
+      load: { requests, statuses, offeredPerSecond, sentPerSecond, maxInFlight, latency, sendLag },
+      ensure: { thresholds: scenario.ensure, failures },
+      drainSeconds: drainSeconds ?? null,
+      reconcile: report ?? null,
+      note: note ?? null,
+      ok,
+    };
+    fs.writeFileSync(path.join(runDir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
     console.log(`Wrote ${path.relative(REPO_ROOT, runDir)}/summary.json`);
     return ok ? 0 : 1;
   } finally {
-    await stopStack();
+    await stack?.stop();
   }
 }
 

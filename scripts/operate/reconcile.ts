@@ -1,19 +1,7 @@
 /**
- * `npm run reconcile`: checks that every record a run got a 202 for is stored exactly once.
- *
- *   npm run reconcile -- --accepted run.jsonl [--project P] [--firestore-host H:P]
- *       [--drain-timeout S] [--quiet S] [--activity-file F]... [--tenant T]...
- *       [--dead-letters-since ISO] [--no-wait] [--json]
- *
- * The input is JSONL, one `{"tenant_id","log_id","text_sha256"}` a line (sha256 hex of the
- * record's text), with an optional `"outcome": "in_doubt"` for requests that ended without a
- * definite answer; scripts/measure/load.ts and the tests write it (writeReconcileJsonl). `-` reads stdin.
- * It waits until the pipeline has drained (bounded), then prints a summary table and one JSON
- * line. The logic lives in scripts/operate/lib/reconcile.ts; this file only parses and prints.
- *
- * Exit codes: 0 every accepted record stored once and nothing unexpected; 1 a record missing,
- * duplicated, stored with other content, or an unexpected document; 2 usage or input error;
- * 3 the check itself failed (Firestore unreachable, say).
+ * `npm run reconcile`: checks that every record a run got a 202 for is stored exactly once
+ * (README, "Checking a run"; the options and exit codes are in USAGE). The logic lives in
+ * scripts/operate/lib/reconcile.ts; this file only parses and prints.
  */
 import fs from "node:fs";
 import { parseArgs } from "node:util";
@@ -64,69 +52,70 @@ function seconds(raw: string | undefined, name: string, fallbackMs: number): num
   return value * 1000;
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  let values;
+function parseOptions(argv: readonly string[]) {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      accepted: { type: "string" },
+      project: { type: "string" },
+      "firestore-host": { type: "string" },
+      tenant: { type: "string", multiple: true },
+      "drain-timeout": { type: "string" },
+      quiet: { type: "string" },
+      "activity-file": { type: "string", multiple: true },
+      "dead-letters-since": { type: "string" },
+      "no-wait": { type: "boolean" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help === true) return undefined;
+  const file = values.accepted;
+  if (file === undefined) throw new UsageError("--accepted is required");
   let input;
-  let options;
   try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        accepted: { type: "string" },
-        project: { type: "string" },
-        "firestore-host": { type: "string" },
-        tenant: { type: "string", multiple: true },
-        "drain-timeout": { type: "string" },
-        quiet: { type: "string" },
-        "activity-file": { type: "string", multiple: true },
-        "dead-letters-since": { type: "string" },
-        "no-wait": { type: "boolean" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-    if (values.help === true) {
-      console.log(USAGE);
-      return EXIT_OK;
-    }
-    if (values.accepted === undefined) throw new UsageError("--accepted is required");
-    const file = values.accepted;
-    try {
-      input = parseRecordsJsonl(fs.readFileSync(file === "-" ? 0 : file, "utf8"));
-    } catch (error) {
-      throw new UsageError(`${file}: ${(error as Error).message}`);
-    }
-    const sinceText = values["dead-letters-since"];
-    const since = sinceText === undefined ? null : new Date(sinceText);
-    if (since !== null && !Number.isFinite(since.getTime())) {
-      throw new UsageError(`--dead-letters-since is not a time: "${sinceText}"`);
-    }
-    const activityFiles = values["activity-file"] ?? [];
-    options = {
-      wait: values["no-wait"] !== true,
-      timeoutMs: seconds(values["drain-timeout"], "--drain-timeout", DEFAULT_DRAIN_TIMEOUT_MS),
-      quietMs: seconds(values.quiet, "--quiet", DEFAULT_QUIET_MS),
-      deadLettersSince: since,
-      ...(activityFiles.length > 0 ? { activity: fileSizeActivity(activityFiles) } : {}),
-      onProgress:
-        values.json === true
-          ? undefined
-          : (documents: number, expected: number) =>
-              console.error(`waiting for the pipeline: ${documents} of ${expected} documents`),
-    };
+    input = parseRecordsJsonl(fs.readFileSync(file === "-" ? 0 : file, "utf8"));
   } catch (error) {
-    if (
-      error instanceof UsageError ||
-      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
-    ) {
-      console.error(`${(error as Error).message}\n\n${USAGE}`);
-      return EXIT_USAGE;
-    }
-    throw error;
+    throw new UsageError(`${file}: ${(error as Error).message}`);
   }
+  const sinceText = values["dead-letters-since"];
+  const since = sinceText === undefined ? null : new Date(sinceText);
+  if (since !== null && !Number.isFinite(since.getTime())) {
+    throw new UsageError(`--dead-letters-since is not a time: "${sinceText}"`);
+  }
+  const activityFiles = values["activity-file"] ?? [];
+  const options = {
+    wait: values["no-wait"] !== true,
+    timeoutMs: seconds(values["drain-timeout"], "--drain-timeout", DEFAULT_DRAIN_TIMEOUT_MS),
+    quietMs: seconds(values.quiet, "--quiet", DEFAULT_QUIET_MS),
+    deadLettersSince: since,
+    ...(activityFiles.length > 0 ? { activity: fileSizeActivity(activityFiles) } : {}),
+    onProgress:
+      values.json === true
+        ? undefined
+        : (documents: number, expected: number) =>
+            console.error(`waiting for the pipeline: ${documents} of ${expected} documents`),
+  };
+  return { values, input: { ...input, tenants: values.tenant ?? [] }, options };
+}
 
+async function main(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseOptions(argv);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (!(error instanceof UsageError) && !code?.startsWith("ERR_PARSE_ARGS")) throw error;
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  if (parsed === undefined) {
+    console.log(USAGE);
+    return EXIT_OK;
+  }
+  const { values, input, options } = parsed;
   const host = values["firestore-host"] ?? process.env.FIRESTORE_EMULATOR_HOST;
   if (host !== undefined && host !== "") process.env.FIRESTORE_EMULATOR_HOST = host;
   // Spare google-auth its probe for a GCE metadata server when only an emulator is read.
@@ -142,11 +131,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const firestore = new Firestore({ projectId });
   try {
-    const report = await reconcileRun(
-      firestore,
-      { ...input, tenants: values.tenant ?? [] },
-      options,
-    );
+    const report = await reconcileRun(firestore, input, options);
     if (values.json !== true) console.log(formatReport(report));
     console.log(reportJson(report));
     return report.ok ? EXIT_OK : EXIT_FINDINGS;

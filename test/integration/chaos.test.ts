@@ -36,7 +36,7 @@ import {
   reportJson,
   sha256Hex,
   waitForDrain,
-  writeReconcileJsonl,
+  toReconcileJsonl,
 } from "../../scripts/operate/lib/reconcile";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
 import { logLineText } from "../../scripts/measure/lib/payloads";
@@ -172,10 +172,13 @@ describe("chaos: every accepted record is stored exactly once", function () {
     console.log(`\n${formatReport(report, `    ${scenario}`).replace(/^/gm, "    ")}`);
     console.log(`    ${JSON.stringify(entry)}`);
     // The accepted list, as the reconcile CLI reads it, to re-check a run by hand.
-    writeReconcileJsonl(path.join(stack.logs.dir, "accepted.jsonl"), {
-      accepted: loads.flatMap((run) => run.accepted),
-      inDoubt: loads.flatMap((run) => run.inDoubt),
-    });
+    await writeFile(
+      path.join(stack.logs.dir, "accepted.jsonl"),
+      toReconcileJsonl({
+        accepted: loads.flatMap((run) => run.accepted),
+        inDoubt: loads.flatMap((run) => run.inDoubt),
+      }),
+    );
     await writeFile(path.join(stack.logs.dir, "reconcile.json"), `${reportJson(report)}\n`);
   }
 
@@ -739,7 +742,7 @@ describe("chaos: every accepted record is stored exactly once", function () {
 
     // The reconcile CLI reads the run's list and counts the in-doubt records apart: exit 0.
     const listFile = path.join(stack.logs.dir, "all-records.jsonl");
-    writeReconcileJsonl(listFile, { accepted, inDoubt });
+    await writeFile(listFile, toReconcileJsonl({ accepted, inDoubt }));
     const { code, stdout } = await reconcileCli(
       ["--accepted", listFile, "--project", stack.project, "--firestore-host", stack.firestoreHost],
       120_000,

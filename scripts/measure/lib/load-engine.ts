@@ -13,6 +13,7 @@
  * doubt (a 5xx, a reset, a client timeout: it may have reached Pub/Sub) or rejected (4xx, 429,
  * refused before reaching a server).
  */
+import { EventEmitter, once } from "node:events";
 import http from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
 import { summarize, type Summary } from "./stats";
@@ -53,11 +54,10 @@ export interface RequestOutcome {
   /** 1 for the first request of its records. */
   readonly attempt: number;
   readonly records: readonly ExpectedRecord[];
-  /** Epoch ms: when it was due, written on a connection, answered. */
+  /** Epoch ms; the latency counts from the scheduled time to the answer (or the error). */
   readonly scheduledAt: number;
   readonly sentAt: number;
   readonly answeredAt: number;
-  /** From the scheduled send time to the answer (or the error). */
   readonly latencyMs: number;
   /** HTTP status, or null when no answer came (then `error`: ECONNREFUSED, timeout, ...). */
   readonly status: number | null;
@@ -74,40 +74,37 @@ export interface RequestOutcome {
  * requests being sent, so a test can close it and wait for every answer.
  */
 export class LoadGate {
-  private opened: Promise<void> = Promise.resolve();
-  private release: (() => void) | undefined;
+  private readonly events = new EventEmitter().setMaxListeners(0);
+  private closed = false;
   private active = 0;
-  private idle: Array<() => void> = [];
 
   get isOpen(): boolean {
-    return this.release === undefined;
+    return !this.closed;
   }
 
   close(): void {
-    if (this.release === undefined)
-      this.opened = new Promise((resolve) => (this.release = resolve));
+    this.closed = true;
   }
 
   open(): void {
-    const release = this.release;
-    this.release = undefined;
-    release?.();
+    this.closed = false;
+    this.events.emit("open");
   }
 
   async closeAndSettle(): Promise<void> {
     this.close();
-    if (this.active > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+    if (this.active > 0) await once(this.events, "idle");
   }
 
   /** Waits until open, then counts a request in (synchronously, so no race). */
   async enter(): Promise<void> {
-    while (!this.isOpen) await this.opened;
+    while (this.closed) await once(this.events, "open");
     this.active += 1;
   }
 
   leave(): void {
     this.active -= 1;
-    if (this.active === 0) this.idle.splice(0).forEach((resolve) => resolve());
+    if (this.active === 0) this.events.emit("idle");
   }
 }
 
@@ -120,17 +117,13 @@ export interface LoadOptions {
   readonly apiKeys?: Readonly<Record<string, string>>;
   /** Every log id is `<prefix>-<n>`, to keep runs apart. */
   readonly logIdPrefix: string;
-  /** The schedule: send times in ms from the start (see arrivalTimes) ... */
+  /** Send times in ms from the start (arrivalTimes), or `records` at `ratePerSecond` (a burst). */
   readonly at?: readonly number[];
-  /** ... or `records` at `ratePerSecond` (default: all due at once, a burst). */
   readonly records?: number;
   readonly ratePerSecond?: number;
   /** Records a request on a batch path; default one record a request (JSON or text/plain). */
   readonly batch?: { readonly size: number; readonly encoding: BatchEncoding };
-  /**
-   * Requests sending at once, at most (wrk2's -c): a request due while all are busy waits for
-   * one with its clock running, so the wait counts in its latency.
-   */
+  /** Requests sending at once, at most (wrk2's -c); waiting for one counts in the latency. */
   readonly concurrency?: number;
   /** Share of single records sent as JSON, the rest text/plain (default 0.5). */
   readonly jsonShare?: number;

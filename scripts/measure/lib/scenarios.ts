@@ -1,11 +1,8 @@
 /**
- * The load scenarios of `npm run load -- <name>`, sent by the one load engine
- * (scripts/measure/lib/load-engine.ts): open-loop arrivals, rates in requests a second, one record a
- * request, JSON and text/plain mixed (60/40) over the run's tenants, texts from
- * scripts/measure/lib/payloads.ts (log lines of 60-300 characters, one in ten a 1-4 KB trace,
- * about one in five with PII, some non-ASCII). `ensure` holds the pass thresholds: latency
- * percentiles in ms, counted from each request's scheduled send time, and the share of
- * requests that may end without a 202, in percent.
+ * The scenarios of `npm run load -- <name>`: open-loop arrivals in requests a second, one
+ * record a request (texts of lib/payloads.ts). `ensure` holds the pass thresholds: latency
+ * percentiles in ms from each request's scheduled send time, and the share in percent of
+ * requests that may end without a 202.
  */
 import type { Phase } from "./load-engine";
 
@@ -31,18 +28,16 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
     phases: [{ name: "brief", seconds: 120, rate: BRIEF }],
     ensure: { p95: 30, p99: 50, maxErrorRate: 0 },
   },
-  // The baseline while a fifth of the worker's deliveries fail (and are redelivered) and now
-  // and then the worker dies mid-message and is replaced. Ingest is not faulted, so clients
-  // still get their 202s, but it shares the CPU with a worker that is restarted now and then.
+  // A fifth of the worker's deliveries fail and are redelivered, and now and then it dies
+  // mid-message; ingest is not faulted, but shares the CPU with the restarted worker.
   chaos: {
     about: "the brief's rate with worker faults on",
     phases: [{ name: "brief, worker faults", seconds: 120, rate: BRIEF }],
     ensure: { p99: 200, maxErrorRate: 0 },
     stackEnv: { FAULT_FAILURE_RATE: "0.2", FAULT_CRASH_RATE: "0.002" },
   },
-  // From the brief's rate up to 30x it, to find the knee where ingest latency climbs and the
-  // worker stops keeping up (watch p99 in the 10 s lines and the drain time after). The
-  // thresholds are loose on purpose: the ramp is meant to pass the knee, not to fail at it.
+  // Finds the knee (p99 in the 10 s lines, the drain time after): loose thresholds on purpose,
+  // as the ramp is meant to pass the knee, not to fail at it.
   ramp: {
     about: "from 1,000 to 30,000 requests a minute over 3 minutes",
     phases: [

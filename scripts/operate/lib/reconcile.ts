@@ -1,33 +1,22 @@
 /**
- * Reconciliation of a run against Firestore, the way Jepsen's queue checker reconciles a queue:
- * the run lists every record it got a 202 for (tenant_id, log_id, sha256 of the text); once the
- * pipeline has drained, each of them must exist exactly once with that content, and nothing
- * else may exist in the run's tenants.
+ * Reconciliation of a run against Firestore, as Jepsen's queue checker does it: once the
+ * pipeline has drained, every record the run got a 202 for (tenant_id, log_id, sha256 of the
+ * text) must exist exactly once with that content, and nothing else in the run's tenants.
+ * A record is stored in `tenants/{t}/processed_logs/{log_id}`, or kept in
+ * `tenants/{t}/failed_logs/{log_id}~{reason}~{sha16}` (reason log_id_conflict: beside an earlier
+ * text of the same log_id; others: dead-lettered), or missing. Ids are unique per path, so a
+ * duplicate shows as the same content in two places. Content is checked by hashing
+ * `original_text` again, not by trusting the stored hash. Records whose request got no definite
+ * answer (a 5xx, a reset) are in doubt: stored or not, neither is an error, but two copies are.
  *
- * Where a record can be:
- * - `tenants/{t}/processed_logs/{log_id}`: stored (the normal case);
- * - `tenants/{t}/failed_logs/{log_id}~log_id_conflict~{sha16}`: kept beside an earlier record
- *   with the same log_id and another text (counted as a conflict, not a loss);
- * - `tenants/{t}/failed_logs/{log_id}~{reason}~{sha16}`, another reason (expired,
- *   retries_exhausted, invalid_record, rejected_by_store): dead-lettered, kept with its text;
- * - nowhere: missing.
- *
- * A document id is unique per path, so a duplicate can only show up as the same content in more
- * than one place (processed and failed, say). Content is checked by hashing `original_text`
- * again, not by trusting the stored `text_sha256`; a document whose text does not hash to what
- * was accepted counts as wrong content. Records whose request ended without a definite answer
- * (a 5xx, a reset connection) are "in doubt": they may or may not be stored, and neither is an
- * error, but two copies of one still are.
- *
- * Drained (`waitForDrain`, the one drain wait of the load runs, the bench and the CLI): the
- * emulator offers no backlog metric for a push subscription, so the pipeline counts as drained
- * once the stored count reaches one per accepted record and neither it nor the worker's activity
- * (its log growing) has changed for a quiet period longer than the subscription's longest
- * redelivery delay, within a bounded wait.
+ * Drained (`waitForDrain`): the emulator has no backlog metric for a push subscription, so the
+ * count must reach one document per accepted record and neither it nor the worker's activity
+ * change for longer than the subscription's longest redelivery delay.
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import { FieldPath, type Firestore } from "@google-cloud/firestore";
+import { setTimeout as delay } from "node:timers/promises";
+import { FieldPath, type Firestore, type Query } from "@google-cloud/firestore";
 
 export interface ExpectedRecord {
   readonly tenant_id: string;
@@ -65,48 +54,8 @@ export interface DrainResult {
   readonly expected: number;
 }
 
-export interface ReconcileReport {
-  /** Distinct accepted records (a record accepted twice with the same text counts once). */
-  readonly accepted: number;
-  readonly acceptedRequests: number;
-  /** In processed_logs exactly once, with the accepted content. */
-  readonly stored: number;
-  /** Kept as log_id_conflict in failed_logs beside an earlier text of the same log_id. */
-  readonly conflicts: number;
-  /** In failed_logs with another reason (expired, ...), by reason. */
-  readonly deadLettered: number;
-  readonly deadLetteredByReason: Readonly<Record<string, number>>;
-  readonly missing: number;
-  /** Records (accepted or in doubt) whose content is stored in more than one place. */
-  readonly duplicated: number;
-  /** Documents for an accepted id whose content is not any accepted text, or that are corrupt. */
-  readonly wrongContent: number;
-  /** Documents in the run's tenants for ids nobody sent. */
-  readonly unexpected: number;
-  readonly inDoubt: number;
-  readonly inDoubtStored: number;
-  readonly documents: { readonly processed: number; readonly failed: number };
-  /** dead_letters/ documents (messages naming no usable tenant), when counted. */
-  readonly deadLetters: number | null;
-  readonly retries: {
-    /** Documents written by a delivery attempt > 1. */
-    readonly retried: number;
-    readonly maxAttempt: number;
-    /** Documents by delivery_attempt ("unknown" when absent). */
-    readonly byAttempt: Readonly<Record<string, number>>;
-  };
-  readonly tenants: number;
-  /** Up to ten examples of each finding, as paths or tenant/log_id. */
-  readonly samples: {
-    readonly missing: readonly string[];
-    readonly duplicated: readonly string[];
-    readonly wrongContent: readonly string[];
-    readonly unexpected: readonly string[];
-  };
-  readonly drain: DrainResult | null;
-  /** No missing, duplicated, wrong-content or unexpected record. */
-  readonly ok: boolean;
-}
+/** What `reconcile` found; formatReport says what each figure means. */
+export type ReconcileReport = ReturnType<typeof reconcile>;
 
 const SAMPLE_LIMIT = 10;
 
@@ -116,27 +65,15 @@ export function sha256Hex(text: string): string {
 
 const keyOf = (tenant: string, logId: string) => `${tenant}/${logId}`;
 
-interface Examined {
-  readonly doc: StoredDocument;
-  /** The hash of the stored text; null when the document carries none. */
-  readonly contentSha: string | null;
-  readonly corrupt: boolean;
-  explained: boolean;
-}
-
-function examine(doc: StoredDocument): Examined {
-  const {
-    original_text: text,
-    text_sha256: claimed,
-    tenant_id: tenantId,
-    log_id: logId,
-  } = doc.data;
+function examine(doc: StoredDocument) {
+  const { original_text: text, text_sha256: claimed } = doc.data;
   const computed = typeof text === "string" ? sha256Hex(text) : null;
+  /** The hash of the stored text; null when the document carries none. */
   const contentSha = computed ?? (typeof claimed === "string" ? claimed : null);
   const corrupt =
     (computed !== null && typeof claimed === "string" && claimed !== computed) ||
-    tenantId !== doc.tenant ||
-    (doc.collection === "processed_logs" && logId !== doc.id);
+    doc.data.tenant_id !== doc.tenant ||
+    (doc.collection === "processed_logs" && doc.data.log_id !== doc.id);
   return { doc, contentSha, corrupt, explained: false };
 }
 
@@ -150,42 +87,28 @@ export function reconcile(
   input: ReconcileInput,
   documents: readonly StoredDocument[],
   extras: { readonly deadLetters?: number | null; readonly drain?: DrainResult | null } = {},
-): ReconcileReport {
+) {
   const expected = new Map<string, { accepted: Set<string>; inDoubt: Set<string> }>();
-  const expect = (record: ExpectedRecord, list: "accepted" | "inDoubt") => {
-    const key = keyOf(record.tenant_id, record.log_id);
-    let entry = expected.get(key);
-    if (entry === undefined) {
-      entry = { accepted: new Set(), inDoubt: new Set() };
+  for (const list of ["accepted", "inDoubt"] as const) {
+    for (const record of input[list] ?? []) {
+      const key = keyOf(record.tenant_id, record.log_id);
+      const entry = expected.get(key) ?? { accepted: new Set(), inDoubt: new Set() };
+      entry[list].add(record.text_sha256);
       expected.set(key, entry);
     }
-    entry[list].add(record.text_sha256);
-  };
-  input.accepted.forEach((record) => expect(record, "accepted"));
-  (input.inDoubt ?? []).forEach((record) => expect(record, "inDoubt"));
-
-  const byKey = new Map<string, Examined[]>();
+  }
+  const byKey = new Map<string, ReturnType<typeof examine>[]>();
   for (const doc of documents) {
     const key = keyOf(doc.tenant, logIdOf(doc));
-    const list = byKey.get(key) ?? [];
-    list.push(examine(doc));
-    byKey.set(key, list);
+    byKey.set(key, [...(byKey.get(key) ?? []), examine(doc)]);
   }
 
   const n = { accepted: 0, stored: 0, conflicts: 0, inDoubt: 0, inDoubtStored: 0 };
-  const samples = {
-    missing: [] as string[],
-    duplicated: [] as string[],
-    wrongContent: [] as string[],
-    unexpected: [] as string[],
-  };
-  const findings = { missing: 0, duplicated: 0, wrongContent: 0, unexpected: 0 };
-  const found = (finding: keyof typeof findings, example: string) => {
-    findings[finding] += 1;
-    if (samples[finding].length < SAMPLE_LIMIT) samples[finding].push(example);
-  };
+  const findings = { missing: [], duplicated: [], wrongContent: [], unexpected: [] } as Record<
+    "missing" | "duplicated" | "wrongContent" | "unexpected",
+    string[]
+  >;
   const deadLetteredByReason: Record<string, number> = {};
-
   for (const key of new Set([...expected.keys(), ...byKey.keys()])) {
     const wanted = expected.get(key);
     const docs = byKey.get(key) ?? [];
@@ -193,14 +116,14 @@ export function reconcile(
     const placesOf = (sha: string) => {
       const places = docs.filter((entry) => !entry.corrupt && entry.contentSha === sha);
       places.forEach((place) => (place.explained = true));
-      if (places.length > 1) found("duplicated", places.map((place) => place.doc.path).join(" + "));
+      if (places.length > 1) findings.duplicated.push(places.map((p) => p.doc.path).join(" + "));
       return places;
     };
     for (const sha of wanted?.accepted ?? []) {
       n.accepted += 1;
       const places = placesOf(sha);
       const [only] = places;
-      if (only === undefined) found("missing", key);
+      if (only === undefined) findings.missing.push(key);
       else if (places.length > 1) continue;
       else if (only.doc.collection === "processed_logs") n.stored += 1;
       else if (only.doc.data.reason === "log_id_conflict") n.conflicts += 1;
@@ -215,61 +138,62 @@ export function reconcile(
       if (placesOf(sha).length === 1) n.inDoubtStored += 1;
     }
     for (const entry of docs.filter((doc) => !doc.explained)) {
-      found(wanted !== undefined || entry.corrupt ? "wrongContent" : "unexpected", entry.doc.path);
+      const finding = wanted !== undefined || entry.corrupt ? "wrongContent" : "unexpected";
+      findings[finding].push(entry.doc.path);
     }
   }
 
   const byAttempt: Record<string, number> = {};
-  let retried = 0;
-  let maxAttempt = 0;
-  for (const doc of documents) {
-    const attempt = doc.data.delivery_attempt;
+  const attempts = documents.map((doc) => doc.data.delivery_attempt);
+  for (const attempt of attempts) {
     const label = typeof attempt === "number" ? String(attempt) : "unknown";
     byAttempt[label] = (byAttempt[label] ?? 0) + 1;
-    if (typeof attempt === "number") {
-      if (attempt > 1) retried += 1;
-      maxAttempt = Math.max(maxAttempt, attempt);
-    }
   }
-
-  const { missing, duplicated, wrongContent, unexpected } = findings;
+  const numbered = attempts.filter((attempt): attempt is number => typeof attempt === "number");
   return {
+    /** accepted: distinct records (one accepted twice with the same text counts once). */
     ...n,
     acceptedRequests: input.accepted.length,
     deadLettered: Object.values(deadLetteredByReason).reduce((sum, count) => sum + count, 0),
     deadLetteredByReason,
-    ...findings,
+    missing: findings.missing.length,
+    duplicated: findings.duplicated.length,
+    wrongContent: findings.wrongContent.length,
+    unexpected: findings.unexpected.length,
     documents: {
       processed: documents.filter((doc) => doc.collection === "processed_logs").length,
       failed: documents.filter((doc) => doc.collection === "failed_logs").length,
     },
+    /** dead_letters/ documents (messages naming no usable tenant), when counted. */
     deadLetters: extras.deadLetters ?? null,
-    retries: { retried, maxAttempt, byAttempt },
+    retries: {
+      retried: numbered.filter((attempt) => attempt > 1).length,
+      maxAttempt: numbered.reduce((max, attempt) => Math.max(max, attempt), 0),
+      byAttempt,
+    },
     tenants: new Set([...documents.map((doc) => doc.tenant), ...tenantsOf(input)]).size,
-    samples,
+    /** Up to ten examples of each finding, as paths or tenant/log_id. */
+    samples: Object.fromEntries(
+      Object.entries(findings).map(([finding, list]) => [finding, list.slice(0, SAMPLE_LIMIT)]),
+    ) as typeof findings,
     drain: extras.drain ?? null,
-    ok: missing === 0 && duplicated === 0 && wrongContent === 0 && unexpected === 0,
+    /** No missing, duplicated, wrong-content or unexpected record. */
+    ok: Object.values(findings).every((list) => list.length === 0),
   };
 }
 
 /** Tenants a reconciliation covers: those of the records, and any named besides. */
 export function tenantsOf(input: ReconcileInput): string[] {
+  const records = [...input.accepted, ...(input.inDoubt ?? [])];
   return [
-    ...new Set([
-      ...input.accepted.map((record) => record.tenant_id),
-      ...(input.inDoubt ?? []).map((record) => record.tenant_id),
-      ...(input.tenants ?? []),
-    ]),
+    ...new Set([...records.map((record) => record.tenant_id), ...(input.tenants ?? [])]),
   ].sort();
 }
 
 /** The distinct records that must each leave one document. */
 export function expectedDocumentCount(input: ReconcileInput): number {
-  return new Set(
-    input.accepted.map(
-      (record) => `${keyOf(record.tenant_id, record.log_id)}#${record.text_sha256}`,
-    ),
-  ).size;
+  const distinct = input.accepted.map((r) => `${keyOf(r.tenant_id, r.log_id)}#${r.text_sha256}`);
+  return new Set(distinct).size;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,20 +204,12 @@ export function toReconcileJsonl(run: {
   readonly accepted: readonly ExpectedRecord[];
   readonly inDoubt: readonly ExpectedRecord[];
 }): string {
-  const lines = [
+  return [
     ...run.accepted.map((record) => ({ ...record, outcome: "accepted" })),
     ...run.inDoubt.map((record) => ({ ...record, outcome: "in_doubt" })),
-  ].map((line) => `${JSON.stringify(line)}\n`);
-  return lines.join("");
-}
-
-export function writeReconcileJsonl(file: string, run: Parameters<typeof toReconcileJsonl>[0]) {
-  fs.writeFileSync(file, toReconcileJsonl(run));
-}
-
-export interface ParsedRecords {
-  readonly accepted: ExpectedRecord[];
-  readonly inDoubt: ExpectedRecord[];
+  ]
+    .map((line) => `${JSON.stringify(line)}\n`)
+    .join("");
 }
 
 /**
@@ -301,8 +217,8 @@ export interface ParsedRecords {
  * `"outcome": "accepted" | "in_doubt"` (default accepted). Blank lines are skipped; anything else
  * malformed throws with its line number, as a silently skipped record would hide a loss.
  */
-export function parseRecordsJsonl(text: string): ParsedRecords {
-  const parsed: ParsedRecords = { accepted: [], inDoubt: [] };
+export function parseRecordsJsonl(text: string) {
+  const parsed = { accepted: [] as ExpectedRecord[], inDoubt: [] as ExpectedRecord[] };
   text.split("\n").forEach((line, index) => {
     if (line.trim() === "") return;
     const fail = (why: string) => {
@@ -357,8 +273,7 @@ export async function waitForDrain(
   options: DrainOptions,
 ): Promise<DrainResult> {
   const now = options.now ?? Date.now;
-  const sleep =
-    options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = options.sleep ?? delay;
   const startedAt = now();
   let lastCount = -1;
   let lastActivity: string | number | undefined;
@@ -375,34 +290,21 @@ export async function waitForDrain(
     }
     const quietFor = at - lastChange;
     const waitedMs = at - startedAt;
-    const result = (drained: boolean, reason: DrainResult["reason"]): DrainResult => ({
-      drained,
-      reason,
-      waitedMs,
-      documents,
-      expected,
-    });
-    if (documents >= expected && quietFor >= options.quietMs) return result(true, "complete");
-    if (documents < expected && options.stallMs !== undefined && quietFor >= options.stallMs) {
-      return result(false, "stalled");
+    const drained = documents >= expected && quietFor >= options.quietMs;
+    const stalled =
+      documents < expected && options.stallMs !== undefined && quietFor >= options.stallMs;
+    if (drained || stalled || waitedMs >= options.timeoutMs) {
+      const reason = drained ? "complete" : stalled ? "stalled" : "timeout";
+      return { drained, reason, waitedMs, documents, expected };
     }
-    if (waitedMs >= options.timeoutMs) return result(false, "timeout");
     await sleep(Math.min(options.pollMs ?? 500, Math.max(1, options.timeoutMs - waitedMs)));
   }
 }
 
 /** An activity signal from files that grow while the pipeline works (the worker's log). */
 export function fileSizeActivity(files: readonly string[]): () => string {
-  return () =>
-    files
-      .map((file) => {
-        try {
-          return String(fs.statSync(file).size);
-        } catch {
-          return "absent";
-        }
-      })
-      .join(",");
+  const size = (file: string) => fs.statSync(file, { throwIfNoEntry: false })?.size ?? "absent";
+  return () => files.map(size).join(",");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,63 +333,28 @@ function logQueries(firestore: Firestore, tenants: readonly string[], logIdPrefi
   );
 }
 
+const countOf = async (query: Query) => (await query.count().get()).data().count;
+
 /** Documents in the tenants' processed_logs and failed_logs (see logQueries). */
 export async function countDocuments(
   firestore: Firestore,
   tenants: readonly string[],
   logIdPrefix?: string,
 ): Promise<number> {
-  const counts = await Promise.all(
-    logQueries(firestore, tenants, logIdPrefix).map(
-      async ({ query }) => (await query.count().get()).data().count,
-    ),
-  );
+  const queries = logQueries(firestore, tenants, logIdPrefix);
+  const counts = await Promise.all(queries.map(({ query }) => countOf(query)));
   return counts.reduce((sum, n) => sum + n, 0);
 }
 
-/** With `rehash`, the stored texts too, to hash them again (see examine). */
-export async function readDocuments(
-  firestore: Firestore,
-  tenants: readonly string[],
-  logIdPrefix?: string,
-  rehash = true,
-): Promise<StoredDocument[]> {
-  const fields = rehash ? [...FIELDS, "original_text"] : FIELDS;
-  const lists = await Promise.all(
-    logQueries(firestore, tenants, logIdPrefix).map(async ({ tenant, collection, query }) => {
-      const snapshot = await query.select(...fields).get();
-      return snapshot.docs.map((doc): StoredDocument => ({
-        path: doc.ref.path,
-        collection,
-        tenant,
-        id: doc.id,
-        data: doc.data(),
-      }));
-    }),
-  );
-  return lists.flat();
-}
-
-/** dead_letters/ documents, optionally only those failed at or after `since`. */
-export async function countDeadLetters(firestore: Firestore, since?: Date): Promise<number> {
-  const collection = firestore.collection("dead_letters");
-  const query = since === undefined ? collection : collection.where("failed_at", ">=", since);
-  return (await query.count().get()).data().count;
-}
-
-export interface ReconcileRunOptions extends Partial<Omit<DrainOptions, "onProgress">> {
+export interface ReconcileRunOptions extends Partial<DrainOptions> {
   /** false: check at once, without waiting for the pipeline to drain. */
   readonly wait?: boolean;
-  /** Count dead_letters/ documents failed since then (they name no tenant); null: skip. */
+  /** Count dead_letters/ documents (they name no tenant) failed since then; null: skip. */
   readonly deadLettersSince?: Date | null;
   /** Check only the documents whose log id starts with this (see logQueries). */
   readonly logIdPrefix?: string;
-  /**
-   * false: trust each document's text_sha256 instead of reading and hashing its text again
-   * (the bench, whose phases store a hundred thousand records; default true).
-   */
+  /** false: trust the stored text_sha256 (the bench stores a hundred thousand records). */
   readonly rehash?: boolean;
-  readonly onProgress?: (documents: number, expected: number) => void;
 }
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 120_000;
@@ -514,17 +381,23 @@ export async function reconcileRun(
             quietMs: options.quietMs ?? DEFAULT_QUIET_MS,
           },
         );
-  const documents = await readDocuments(
-    firestore,
-    tenants,
-    options.logIdPrefix,
-    options.rehash ?? true,
+  const fields = options.rehash === false ? FIELDS : [...FIELDS, "original_text"];
+  const lists = await Promise.all(
+    logQueries(firestore, tenants, options.logIdPrefix).map(async ({ tenant, collection, query }) =>
+      (await query.select(...fields).get()).docs.map((doc): StoredDocument => ({
+        path: doc.ref.path,
+        collection,
+        tenant,
+        id: doc.id,
+        data: doc.data(),
+      })),
+    ),
   );
-  const deadLetters =
-    options.deadLettersSince === undefined || options.deadLettersSince === null
-      ? null
-      : await countDeadLetters(firestore, options.deadLettersSince);
-  return reconcile(input, documents, { deadLetters, drain });
+  const since = options.deadLettersSince;
+  const deadLetters = since
+    ? await countOf(firestore.collection("dead_letters").where("failed_at", ">=", since))
+    : null;
+  return reconcile(input, lists.flat(), { deadLetters, drain });
 }
 
 /** The bench's reconciler: the pipeline has drained already, the stored hashes are trusted. */
