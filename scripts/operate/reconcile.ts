@@ -36,15 +36,11 @@ const USAGE = `Usage: npm run reconcile -- --accepted <file.jsonl> [options]
 Exit codes: 0 all stored exactly once, 1 missing / duplicated / wrong content / unexpected,
 2 usage or input error, 3 the check itself failed (Firestore unreachable).`;
 
-const EXIT_OK = 0;
-const EXIT_FINDINGS = 1;
-const EXIT_USAGE = 2;
-const EXIT_UNCHECKED = 3;
+const EXIT = { ok: 0, findings: 1, usage: 2, unchecked: 3 } as const;
 
 class UsageError extends Error {}
 
-function seconds(raw: string | undefined, name: string, fallbackMs: number): number {
-  if (raw === undefined) return fallbackMs;
+function seconds(raw: string, name: string): number {
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0 || value > 86_400) {
     throw new UsageError(`${name} must be a number of seconds from 0 to 86400, got "${raw}"`);
@@ -60,8 +56,8 @@ function parseOptions(argv: readonly string[]) {
       project: { type: "string" },
       "firestore-host": { type: "string" },
       tenant: { type: "string", multiple: true },
-      "drain-timeout": { type: "string" },
-      quiet: { type: "string" },
+      "drain-timeout": { type: "string", default: String(DEFAULT_DRAIN_TIMEOUT_MS / 1000) },
+      quiet: { type: "string", default: String(DEFAULT_QUIET_MS / 1000) },
       "activity-file": { type: "string", multiple: true },
       "dead-letters-since": { type: "string" },
       "no-wait": { type: "boolean" },
@@ -88,8 +84,8 @@ function parseOptions(argv: readonly string[]) {
   const activityFiles = values["activity-file"] ?? [];
   const options = {
     wait: values["no-wait"] !== true,
-    timeoutMs: seconds(values["drain-timeout"], "--drain-timeout", DEFAULT_DRAIN_TIMEOUT_MS),
-    quietMs: seconds(values.quiet, "--quiet", DEFAULT_QUIET_MS),
+    timeoutMs: seconds(values["drain-timeout"], "--drain-timeout"),
+    quietMs: seconds(values.quiet, "--quiet"),
     deadLettersSince: since,
     ...(activityFiles.length > 0 ? { activity: fileSizeActivity(activityFiles) } : {}),
     onProgress:
@@ -109,11 +105,11 @@ async function main(argv: readonly string[]): Promise<number> {
     const code = (error as { code?: string }).code;
     if (!(error instanceof UsageError) && !code?.startsWith("ERR_PARSE_ARGS")) throw error;
     console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return EXIT_USAGE;
+    return EXIT.usage;
   }
   if (parsed === undefined) {
     console.log(USAGE);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   const { values, input, options } = parsed;
   const host = values["firestore-host"] ?? process.env.FIRESTORE_EMULATOR_HOST;
@@ -134,7 +130,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const report = await reconcileRun(firestore, input, options);
     if (values.json !== true) console.log(formatReport(report));
     console.log(reportJson(report));
-    return report.ok ? EXIT_OK : EXIT_FINDINGS;
+    return report.ok ? EXIT.ok : EXIT.findings;
   } finally {
     await firestore.terminate();
   }
@@ -144,6 +140,6 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     console.error(`reconcile could not check: ${(error as Error).stack ?? String(error)}`);
-    process.exit(EXIT_UNCHECKED);
+    process.exit(EXIT.unchecked);
   },
 );

@@ -15,8 +15,9 @@
  */
 import { EventEmitter, once } from "node:events";
 import http from "node:http";
+import { buffer } from "node:stream/consumers";
 import { setTimeout as delay } from "node:timers/promises";
-import { summarize, type Summary } from "./stats";
+import { summarize } from "./stats";
 import { idempotentLogId } from "../../../functions/src/lib/ids";
 import { BATCH_ENCODINGS, type BatchEncoding, type BatchVerdict } from "./batch-encodings";
 import { recordText, seededRandom } from "./payloads";
@@ -140,28 +141,7 @@ export interface LoadOptions {
   readonly onOutcome?: (outcome: RequestOutcome) => void;
 }
 
-export interface LoadReport {
-  readonly startedAt: number;
-  /** Records planned (a batch request carries several). */
-  readonly records: number;
-  /** Requests sent, retries included. */
-  readonly requests: number;
-  readonly accepted: readonly ExpectedRecord[];
-  readonly inDoubt: readonly ExpectedRecord[];
-  readonly rejected: readonly ExpectedRecord[];
-  /** Requests by HTTP status or error code: {"202": 2990, "503": 8, "ECONNRESET": 2}. */
-  readonly statuses: Readonly<Record<string, number>>;
-  /** Requests a second the schedule offered, and how many the engine actually sent. */
-  readonly offeredPerSecond: number;
-  readonly sentPerSecond: number;
-  /** Every answered request, from its scheduled send time. */
-  readonly latency: Summary | undefined;
-  /** From the scheduled time to the write: the engine's own lag, and waits for a connection. */
-  readonly sendLag: Summary | undefined;
-  /** Requests due and not yet answered, at most. */
-  readonly maxInFlight: number;
-  readonly outcomes: readonly RequestOutcome[];
-}
+export type LoadReport = Awaited<ReturnType<typeof runLoad>>;
 
 interface Prepared {
   readonly path: string;
@@ -171,7 +151,7 @@ interface Prepared {
   verdict(status: number, answer: Uint8Array): BatchVerdict;
 }
 
-export async function runLoad(options: LoadOptions): Promise<LoadReport> {
+export async function runLoad(options: LoadOptions) {
   if (options.tenants.length === 0) throw new Error("runLoad needs at least one tenant");
   const rate = options.ratePerSecond ?? Infinity;
   const at =
@@ -211,6 +191,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
           if (verdict.othersInDoubt && fate === "rejected") fates[i] = "in_doubt";
         }
         const accepted = verdict.accepted.size;
+        const whole = accepted === request.records.length;
         const answeredAt = Date.now();
         const outcome: RequestOutcome = {
           attempt,
@@ -223,12 +204,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
           error,
           retryAfter: answer.retryAfter,
           accepted,
-          verdict:
-            accepted === request.records.length
-              ? "accepted"
-              : verdict.othersInDoubt
-                ? "in_doubt"
-                : "rejected",
+          verdict: whole ? "accepted" : verdict.othersInDoubt ? "in_doubt" : "rejected",
           bodyBytes: request.body.byteLength,
         };
         outcomes.push(outcome);
@@ -279,16 +255,21 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   };
   return {
     startedAt,
+    /** Records planned (a batch request carries several), and requests sent, retries included. */
     records: verdicts.reduce((sum, entry) => sum + (entry?.records.length ?? 0), 0),
     requests: outcomes.length,
     accepted: lists.accepted,
     inDoubt: lists.in_doubt,
     rejected: lists.rejected,
+    /** Requests by HTTP status or error code: {"202": 2990, "503": 8, "ECONNRESET": 2}. */
     statuses,
     offeredPerSecond: perSecond(at),
     sentPerSecond: perSecond(outcomes.filter((o) => o.attempt === 1).map((o) => o.sentAt)),
+    /** Every answered request, from its scheduled send time. */
     latency: summarize(outcomes.filter((o) => o.status !== null).map((o) => o.latencyMs)),
+    /** From the scheduled time to the write: the engine's own lag, and waits for a connection. */
     sendLag: summarize(sendLags),
+    /** Requests due and not yet answered, at most. */
     maxInFlight,
     outcomes,
   };
@@ -368,13 +349,13 @@ const REQUEST_TIMEOUT_MS = 30_000;
 function send(agent: http.Agent, url: string, request: Prepared): Promise<Answer> {
   return new Promise((resolve) => {
     let sentAt = Date.now();
+    const answer = (fields: Omit<Answer, "sentAt">) => resolve({ sentAt, ...fields });
     const failed = (error: NodeJS.ErrnoException) =>
-      resolve({
-        sentAt,
+      answer({
         status: null,
         error: error.code ?? "error",
         retryAfter: null,
-        body: new Uint8Array(),
+        body: Buffer.alloc(0),
       });
     const outgoing = http.request(
       new URL(request.path, url),
@@ -385,18 +366,9 @@ function send(agent: http.Agent, url: string, request: Prepared): Promise<Answer
         timeout: REQUEST_TIMEOUT_MS,
       },
       (response) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("error", failed);
-        response.on("end", () =>
-          resolve({
-            sentAt,
-            status: response.statusCode ?? null,
-            error: null,
-            retryAfter: (response.headers["retry-after"] as string | undefined) ?? null,
-            body: Buffer.concat(chunks),
-          }),
-        );
+        const status = response.statusCode ?? null;
+        const retryAfter = (response.headers["retry-after"] as string | undefined) ?? null;
+        buffer(response).then((body) => answer({ status, error: null, retryAfter, body }), failed);
       },
     );
     outgoing.on("timeout", () =>

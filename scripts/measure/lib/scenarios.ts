@@ -9,12 +9,7 @@ import type { Phase } from "./load-engine";
 export interface Scenario {
   readonly about: string;
   readonly phases: readonly Phase[];
-  readonly ensure: {
-    readonly p50?: number;
-    readonly p95?: number;
-    readonly p99?: number;
-    readonly maxErrorRate: number;
-  };
+  readonly ensure: Partial<Record<"p50" | "p95" | "p99", number>> & { maxErrorRate: number };
   /** Extra environment of the local stack's functions. */
   readonly stackEnv?: Readonly<Record<string, string>>;
 }

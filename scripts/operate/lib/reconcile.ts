@@ -2,12 +2,11 @@
  * Reconciliation of a run against Firestore, as Jepsen's queue checker does it: once the
  * pipeline has drained, every record the run got a 202 for (tenant_id, log_id, sha256 of the
  * text) must exist exactly once with that content, and nothing else in the run's tenants.
- * A record is stored in `tenants/{t}/processed_logs/{log_id}`, or kept in
- * `tenants/{t}/failed_logs/{log_id}~{reason}~{sha16}` (reason log_id_conflict: beside an earlier
- * text of the same log_id; others: dead-lettered), or missing. Ids are unique per path, so a
- * duplicate shows as the same content in two places. Content is checked by hashing
- * `original_text` again, not by trusting the stored hash. Records whose request got no definite
- * answer (a 5xx, a reset) are in doubt: stored or not, neither is an error, but two copies are.
+ * A record is in `tenants/{t}/processed_logs/{log_id}`, or kept in `failed_logs/` as
+ * `{log_id}~{reason}~{sha16}` (log_id_conflict: beside an earlier text of the same log_id;
+ * other reasons: dead-lettered), or missing. Ids are unique per path, so a duplicate shows as
+ * one content in two places. Stored texts are hashed again, not trusted. A record whose request
+ * got no definite answer (a 5xx, a reset) is in doubt: stored or not, but never twice.
  *
  * Drained (`waitForDrain`): the emulator has no backlog metric for a push subscription, so the
  * count must reach one document per accepted record and neither it nor the worker's activity
@@ -33,12 +32,10 @@ export interface ReconcileInput {
   readonly tenants?: readonly string[];
 }
 
-export type LogCollection = "processed_logs" | "failed_logs";
-
 /** One document of a run's tenant, as read from Firestore (or built by a test). */
 export interface StoredDocument {
   readonly path: string;
-  readonly collection: LogCollection;
+  readonly collection: "processed_logs" | "failed_logs";
   /** The tenant of the path, which the document's own tenant_id must match. */
   readonly tenant: string;
   readonly id: string;
@@ -77,11 +74,6 @@ function examine(doc: StoredDocument) {
   return { doc, contentSha, corrupt, explained: false };
 }
 
-/** The log id a document is about: its own field, else its document id. */
-function logIdOf(doc: StoredDocument): string {
-  return typeof doc.data.log_id === "string" ? doc.data.log_id : doc.id;
-}
-
 /** Pure: what the documents say about the accepted records. */
 export function reconcile(
   input: ReconcileInput,
@@ -99,7 +91,8 @@ export function reconcile(
   }
   const byKey = new Map<string, ReturnType<typeof examine>[]>();
   for (const doc of documents) {
-    const key = keyOf(doc.tenant, logIdOf(doc));
+    // The log id a document is about: its own field, else its document id.
+    const key = keyOf(doc.tenant, typeof doc.data.log_id === "string" ? doc.data.log_id : doc.id);
     byKey.set(key, [...(byKey.get(key) ?? []), examine(doc)]);
   }
 
@@ -143,13 +136,11 @@ export function reconcile(
     }
   }
 
-  const byAttempt: Record<string, number> = {};
   const attempts = documents.map((doc) => doc.data.delivery_attempt);
-  for (const attempt of attempts) {
-    const label = typeof attempt === "number" ? String(attempt) : "unknown";
-    byAttempt[label] = (byAttempt[label] ?? 0) + 1;
-  }
   const numbered = attempts.filter((attempt): attempt is number => typeof attempt === "number");
+  const byAttempt: Record<string, number> = {};
+  for (const label of attempts.map((a) => (typeof a === "number" ? String(a) : "unknown")))
+    byAttempt[label] = (byAttempt[label] ?? 0) + 1;
   return {
     /** accepted: distinct records (one accepted twice with the same text counts once). */
     ...n,
@@ -196,20 +187,14 @@ export function expectedDocumentCount(input: ReconcileInput): number {
   return new Set(distinct).size;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Input and its file: JSONL, one record a line
-
 /** What the reconcile CLI reads (rejected records are left out). */
 export function toReconcileJsonl(run: {
   readonly accepted: readonly ExpectedRecord[];
   readonly inDoubt: readonly ExpectedRecord[];
 }): string {
-  return [
-    ...run.accepted.map((record) => ({ ...record, outcome: "accepted" })),
-    ...run.inDoubt.map((record) => ({ ...record, outcome: "in_doubt" })),
-  ]
-    .map((line) => `${JSON.stringify(line)}\n`)
-    .join("");
+  const line = (outcome: string) => (record: ExpectedRecord) =>
+    `${JSON.stringify({ ...record, outcome })}\n`;
+  return [...run.accepted.map(line("accepted")), ...run.inDoubt.map(line("in_doubt"))].join("");
 }
 
 /**
@@ -226,7 +211,7 @@ export function parseRecordsJsonl(text: string) {
     };
     let value: Record<string, unknown> = {};
     try {
-      value = Object(JSON.parse(line)) as Record<string, unknown>;
+      value = Object(JSON.parse(line));
     } catch {
       fail("not JSON");
     }
@@ -245,16 +230,9 @@ export function parseRecordsJsonl(text: string) {
   return parsed;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Waiting for the pipeline to drain
-
 export interface DrainOptions {
-  /** Longest wait. */
   readonly timeoutMs: number;
-  /**
-   * How long neither the document count nor the activity may change; keep it above the
-   * subscription's longest redelivery delay (a message waiting for redelivery shows nothing).
-   */
+  /** Nothing may change this long: above the longest redelivery delay, which shows nothing. */
   readonly quietMs: number;
   /** Give up sooner when records are absent and nothing at all has changed for this long. */
   readonly stallMs?: number;
@@ -307,17 +285,10 @@ export function fileSizeActivity(files: readonly string[]): () => string {
   return () => files.map(size).join(",");
 }
 
-// ---------------------------------------------------------------------------------------------
-// Firestore
-
 const FIELDS = ["tenant_id", "log_id", "text_sha256", "delivery_attempt", "message_id", "reason"];
-const COLLECTIONS: readonly LogCollection[] = ["processed_logs", "failed_logs"];
+const COLLECTIONS = ["processed_logs", "failed_logs"] as const;
 
-/**
- * The tenants' processed_logs and failed_logs; with `logIdPrefix`, only the documents whose id
- * starts with it. A deployed tenant holds other runs' documents too, and every log id of a load
- * run starts with its run id (see scripts/measure/load.ts).
- */
+/** With `logIdPrefix`, only the documents of one load run (its log ids start with its run id). */
 function logQueries(firestore: Firestore, tenants: readonly string[], logIdPrefix?: string) {
   return tenants.flatMap((tenant) =>
     COLLECTIONS.map((collection) => {
@@ -401,14 +372,9 @@ export async function reconcileRun(
 }
 
 /** The bench's reconciler: the pipeline has drained already, the stored hashes are trusted. */
-export function firestoreReconciler(
-  firestore: Firestore,
-): (input: ReconcileInput) => Promise<ReconcileReport> {
-  return (input) => reconcileRun(firestore, input, { wait: false, rehash: false });
+export function firestoreReconciler(firestore: Firestore) {
+  return (input: ReconcileInput) => reconcileRun(firestore, input, { wait: false, rehash: false });
 }
-
-// ---------------------------------------------------------------------------------------------
-// Output
 
 /** The summary table the CLI prints and the tests log. */
 export function formatReport(report: ReconcileReport, title = "reconciliation"): string {
