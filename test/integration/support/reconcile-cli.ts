@@ -18,7 +18,7 @@ export async function reconcileCli(
   try {
     const { stdout } = await run(
       process.execPath,
-      ["--import", "tsx", path.join(REPO_ROOT, "scripts", "reconcile.ts"), ...args],
+      ["--import", "tsx", path.join(REPO_ROOT, "scripts", "operate", "reconcile.ts"), ...args],
       { cwd: REPO_ROOT, timeout: timeoutMs },
     );
     return { code: 0, stdout };
