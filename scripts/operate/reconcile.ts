@@ -38,12 +38,10 @@ Exit codes: 0 all stored exactly once, 1 missing / duplicated / wrong content / 
 
 const EXIT = { ok: 0, findings: 1, usage: 2, unchecked: 3 } as const;
 
-class UsageError extends Error {}
-
 function seconds(raw: string, name: string): number {
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0 || value > 86_400) {
-    throw new UsageError(`${name} must be a number of seconds from 0 to 86400, got "${raw}"`);
+    throw new Error(`${name} must be a number of seconds from 0 to 86400, got "${raw}"`);
   }
   return value * 1000;
 }
@@ -69,17 +67,17 @@ function parseOptions(argv: readonly string[]) {
   });
   if (values.help === true) return undefined;
   const file = values.accepted;
-  if (file === undefined) throw new UsageError("--accepted is required");
+  if (file === undefined) throw new Error("--accepted is required");
   let input;
   try {
     input = parseRecordsJsonl(fs.readFileSync(file === "-" ? 0 : file, "utf8"));
   } catch (error) {
-    throw new UsageError(`${file}: ${(error as Error).message}`);
+    throw new Error(`${file}: ${(error as Error).message}`);
   }
   const sinceText = values["dead-letters-since"];
   const since = sinceText === undefined ? null : new Date(sinceText);
   if (since !== null && !Number.isFinite(since.getTime())) {
-    throw new UsageError(`--dead-letters-since is not a time: "${sinceText}"`);
+    throw new Error(`--dead-letters-since is not a time: "${sinceText}"`);
   }
   const activityFiles = values["activity-file"] ?? [];
   const options = {
@@ -102,8 +100,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     parsed = parseOptions(argv);
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (!(error instanceof UsageError) && !code?.startsWith("ERR_PARSE_ARGS")) throw error;
+    // Every error of parsing (parseArgs', the input file's) is one of usage or input.
     console.error(`${(error as Error).message}\n\n${USAGE}`);
     return EXIT.usage;
   }

@@ -179,7 +179,13 @@ export async function runLoad(options: LoadOptions) {
       let due = scheduledAt;
       for (let attempt = 1; attempt <= 1 + retries; attempt += 1) {
         await options.gate?.enter();
-        const answer = await send(agent, options.url, request).finally(() => options.gate?.leave());
+        let answer: Answer;
+        try {
+          answer = await send(agent, options.url, request);
+        } finally {
+          // In the same tick as onOutcome below: closeAndSettle resumes only after it.
+          options.gate?.leave();
+        }
         const { status, error, sentAt } = answer;
         if (attempt === 1) sendLags.push(sentAt - due);
         const verdict: BatchVerdict =

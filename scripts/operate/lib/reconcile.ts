@@ -54,8 +54,6 @@ export interface DrainResult {
 /** What `reconcile` found; formatReport says what each figure means. */
 export type ReconcileReport = ReturnType<typeof reconcile>;
 
-const SAMPLE_LIMIT = 10;
-
 export function sha256Hex(text: string): string {
   return createHash("sha256").update(text, "utf8").digest("hex");
 }
@@ -165,7 +163,7 @@ export function reconcile(
     tenants: new Set([...documents.map((doc) => doc.tenant), ...tenantsOf(input)]).size,
     /** Up to ten examples of each finding, as paths or tenant/log_id. */
     samples: Object.fromEntries(
-      Object.entries(findings).map(([finding, list]) => [finding, list.slice(0, SAMPLE_LIMIT)]),
+      Object.entries(findings).map(([finding, list]) => [finding, list.slice(0, 10)]),
     ) as typeof findings,
     drain: extras.drain ?? null,
     /** No missing, duplicated, wrong-content or unexpected record. */
