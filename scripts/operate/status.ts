@@ -1,60 +1,40 @@
 /**
  * `npm run status`: per tenant, processed records and failures by reason; the dead_letters
  * documents; the dead-letter subscription's backlog. Against the emulators or a project
- * (see scripts/operate/lib/ops-target.ts). The logic lives in scripts/operate/lib/status.ts.
- *
- *   npm run status -- [--tenant T]... [--dead-letter-subscription S] [--json] [target options]
+ * (see scripts/operate/lib/operator-cli.ts). The logic lives in scripts/operate/lib/status.ts.
  */
-import { parseArgs } from "node:util";
-import { TENANT_ID_RULE, isTenantId } from "../../functions/src/lib/ids";
-import { TARGET_OPTIONS, TARGET_USAGE, connect, deployConfigValue } from "./lib/ops-target";
+import { DEAD_LETTERS } from "../../functions/src/lib/paths";
 import {
-  FAILURE_REASONS,
-  countDeadLetterDocuments,
-  deadLetterBacklog,
+  TARGET_OPTIONS,
+  TARGET_USAGE,
+  checkTenantId,
+  connect,
+  runCli,
   tenantIds,
-  tenantStatus,
-} from "./lib/status";
+} from "./lib/operator-cli";
+import { FAILURE_REASONS, countOf, deadLetterBacklog, tenantStatus } from "./lib/status";
 
 const USAGE = `Usage: npm run status -- [options]
 
   --tenant T                     only this tenant (repeatable; default: every tenant)
-  --dead-letter-subscription S   default: DEAD_LETTER_SUBSCRIPTION of deploy/config.env
   --json                         print only the JSON line
 ${TARGET_USAGE}`;
 
-async function main(argv: readonly string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      options: {
-        ...TARGET_OPTIONS,
-        tenant: { type: "string", multiple: true },
-        "dead-letter-subscription": { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-    const bad = values.tenant?.find((tenant) => !isTenantId(tenant));
-    if (bad !== undefined) throw new Error(`"${bad}": a tenant id is ${TENANT_ID_RULE}`);
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+const OPTIONS = {
+  ...TARGET_OPTIONS,
+  tenant: { type: "string", multiple: true },
+  json: { type: "boolean" },
+} as const;
+
+runCli("status", USAGE, { options: OPTIONS }, async ({ values }) => {
+  const named = values.tenant?.map(checkTenantId);
   const target = connect(values);
-  const subscription =
-    values["dead-letter-subscription"] ?? deployConfigValue("DEAD_LETTER_SUBSCRIPTION") ?? "";
+  const subscription = target.deadLetterSubscription;
   try {
-    const tenants = values.tenant ?? (await tenantIds(target.firestore));
+    const tenants = named ?? (await tenantIds(target.firestore));
     const [rows, deadLetterDocuments, backlog] = await Promise.all([
       Promise.all(tenants.map((tenant) => tenantStatus(target.firestore, tenant))),
-      countDeadLetterDocuments(target.firestore),
+      countOf(target.firestore.collection(DEAD_LETTERS)),
       deadLetterBacklog(target.pubsub, subscription, target.emulated),
     ]);
     if (!values.json) {
@@ -94,12 +74,4 @@ async function main(argv: readonly string[]): Promise<number> {
   } finally {
     await target.close();
   }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`status failed: ${(error as Error).message ?? String(error)}`);
-    process.exit(3);
-  },
-);
+});

@@ -1,16 +1,10 @@
 /**
- * What `npm run status` reports: per tenant, its processed records and its failures by reason
- * (Firestore count() aggregations: one small read per 1,000 documents counted, no document
- * read), and the backlog of the dead-letter subscription.
+ * What `npm run status` reports: per tenant, its processed records and its failures by reason,
+ * and the backlog of the dead-letter subscription.
  */
 import type { Firestore, Query } from "@google-cloud/firestore";
 import type { PubSub } from "@google-cloud/pubsub";
-import {
-  DEAD_LETTERS,
-  FAILED_LOGS,
-  PROCESSED_LOGS,
-  TENANTS,
-} from "../../../functions/src/lib/paths";
+import { FAILED_LOGS, PROCESSED_LOGS, TENANTS } from "../../../functions/src/lib/paths";
 import type { FailureReason } from "../../../functions/src/lib/store";
 import { DeadLetterQueue } from "./replay";
 
@@ -32,13 +26,15 @@ export interface TenantStatus {
   readonly failed: Readonly<Record<string, number>>;
 }
 
+/** A count() aggregation: it reads no document, and costs one read per 1,000 counted. */
+export const countOf = async (query: Query) => (await query.count().get()).data().count;
+
 export async function tenantStatus(firestore: Firestore, tenantId: string): Promise<TenantStatus> {
-  const count = async (query: Query) => (await query.count().get()).data().count;
   const failedLogs = firestore.collection(`${TENANTS}/${tenantId}/${FAILED_LOGS}`);
   const [processed, allFailed, ...byReason] = await Promise.all([
-    count(firestore.collection(`${TENANTS}/${tenantId}/${PROCESSED_LOGS}`)),
-    count(failedLogs),
-    ...FAILURE_REASONS.map((reason) => count(failedLogs.where("reason", "==", reason))),
+    countOf(firestore.collection(`${TENANTS}/${tenantId}/${PROCESSED_LOGS}`)),
+    countOf(failedLogs),
+    ...FAILURE_REASONS.map((reason) => countOf(failedLogs.where("reason", "==", reason))),
   ]);
   const failed: Record<string, number> = {};
   FAILURE_REASONS.forEach((reason, index) => {
@@ -48,14 +44,6 @@ export async function tenantStatus(firestore: Firestore, tenantId: string): Prom
   if (other > 0) failed.other = other;
   return { tenant_id: tenantId, processed, failed };
 }
-
-export async function tenantIds(firestore: Firestore): Promise<string[]> {
-  // listDocuments also lists tenants whose own document is absent (only subcollections).
-  return (await firestore.collection(TENANTS).listDocuments()).map((ref) => ref.id).sort();
-}
-
-export const countDeadLetterDocuments = async (firestore: Firestore) =>
-  (await firestore.collection(DEAD_LETTERS).count().get()).data().count;
 
 export interface Backlog {
   readonly messages: number | null;
