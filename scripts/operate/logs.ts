@@ -1,9 +1,6 @@
 /**
- * `npm run logs -- <tenant> [<log_id>] [--failed] [--limit N] [--project P]`: prints a
- * tenant's processed (or failed) records as JSON, in log-id order, or one record by id.
- * (Not newest first: the timestamps are exempt from indexing, see firestore.indexes.json.)
- * Firestore is found as every Google client finds it: FIRESTORE_EMULATOR_HOST for the
- * emulator, else the project's Application Default Credentials.
+ * `npm run logs`: a tenant's processed (or failed) records as JSON, or one record by id. In log-id
+ * order, not newest first: the timestamps are exempt from indexing (firestore.indexes.json).
  */
 import { Firestore, Timestamp } from "@google-cloud/firestore";
 import { isLogId } from "../../functions/src/lib/ids";

@@ -1,9 +1,6 @@
 /**
  * `npm run replay`: re-drives failed records through the normal publish path. The logic lives in
  * scripts/operate/lib/replay.ts; this file parses, shows progress and prints.
- *
- * Exit codes: 0 nothing left failing, 1 something still failing, 2 usage, 3 the replay itself
- * failed (a service unreachable, say).
  */
 import { Presets, SingleBar } from "cli-progress";
 import { loadConfig } from "../../functions/src/lib/config";
@@ -20,7 +17,9 @@ import {
 } from "./lib/operator-cli";
 import {
   DeadLetterQueue,
+  FAILURE_REASONS,
   type ItemResult,
+  type Outcome,
   type ReplayItem,
   deadLetterItem,
   failureItems,
@@ -28,7 +27,6 @@ import {
   selectFailures,
   summarise,
 } from "./lib/replay";
-import { FAILURE_REASONS } from "./lib/status";
 
 const USAGE = `Usage: npm run replay -- [options]
 
@@ -45,7 +43,10 @@ invalid_record and invalid_message entries fail the schema again: they stay, as 
   --wait S                       longest wait for a chunk's records to be stored (default 60)
   --dry-run                      list what would be done; publish, delete and ack nothing
   --json                         print only the summary's JSON line
-${TARGET_USAGE}`;
+${TARGET_USAGE}
+
+Exit codes: 0 nothing left failing, 1 something still failing, 2 usage, 3 the replay itself
+failed (a service unreachable, say).`;
 
 const CHUNK = 100;
 
@@ -62,20 +63,15 @@ const OPTIONS = {
   json: { type: "boolean" },
 } as const;
 
-const VERB = {
-  replayed: "replayed",
-  already_stored: "already stored",
-  still_failing: "still failing",
-};
-const DRY_VERB = {
-  ...VERB,
+const DRY_RUN_VERB: Partial<Record<Outcome, string>> = {
   replayed: "would replay",
   already_stored: "already stored (entry would go)",
 };
 
 function describe(result: ItemResult, dryRun: boolean): string {
-  const outcome = result.outcomes.find((o) => o === "still_failing") ?? result.outcomes[0];
-  const verb = (dryRun ? DRY_VERB : VERB)[outcome ?? "still_failing"];
+  const outcome =
+    result.outcomes.find((o) => o === "still_failing") ?? result.outcomes[0] ?? "still_failing";
+  const verb = (dryRun && DRY_RUN_VERB[outcome]) || outcome.replace("_", " ");
   return `${verb}: ${result.label}${result.why ? ` (${result.why})` : ""}`;
 }
 

@@ -1,9 +1,7 @@
 /**
- * `npm run tenant`: one tenant's API keys, redaction policy and settings, and erasure of its data,
- * against the emulators (FIRESTORE_EMULATOR_HOST) or a project (--project, GOOGLE_CLOUD_PROJECT /
- * GCLOUD_PROJECT, else Application Default Credentials' own). Exit codes: 0 done, 1 not found or
- * failed, 2 usage. The logic lives in functions/src/lib (api-keys.ts, redaction-policies.ts,
- * tenant-settings.ts) and ./lib/erase.ts; this file parses and prints.
+ * `npm run tenant`: one tenant's API keys, redaction policy and settings, and the erasure of its
+ * data (USAGE below). Exit codes: 0 done, 1 not found or failed, 2 usage. The logic lives in
+ * functions/src/lib (api-keys, redaction-policies, tenant-settings) and ./lib/erase.ts.
  */
 import type { parseArgs } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
@@ -98,16 +96,16 @@ function policyChangeOf(values: Values) {
   const disable = kindsOption("disable", values.disable);
   const both = enable.find((kind) => disable.includes(kind));
   if (both !== undefined) throw new UsageError(`"${both}" is both enabled and disabled`);
-  let phoneRegions: string[] | undefined;
-  if (values.regions !== undefined) {
-    phoneRegions = values.regions === "default" ? [] : listOption([values.regions]);
-    phoneRegions = phoneRegions.map((region) => region.toUpperCase());
-    if (!validateStoredRedactionPolicy({ phone_regions: phoneRegions })) {
-      throw new UsageError(
-        `--regions must be "default" or up to ${MAX_PHONE_REGIONS} distinct ISO 3166 region ` +
-          `codes that libphonenumber knows (e.g. US,GB,DE), got "${values.regions}"`,
-      );
-    }
+  const { regions } = values;
+  const phoneRegions =
+    regions === undefined
+      ? undefined
+      : listOption(regions === "default" ? [] : [regions]).map((cc) => cc.toUpperCase());
+  if (phoneRegions && !validateStoredRedactionPolicy({ phone_regions: phoneRegions })) {
+    throw new UsageError(
+      `--regions must be "default" or up to ${MAX_PHONE_REGIONS} distinct ISO 3166 region ` +
+        `codes that libphonenumber knows (e.g. US,GB,DE), got "${regions}"`,
+    );
   }
   const reset = values.reset ?? false;
   if (!reset && enable.length === 0 && disable.length === 0 && phoneRegions === undefined) {
@@ -186,21 +184,20 @@ async function runSettings(firestore: Firestore, tenantId: string, values: Value
   return 0;
 }
 
-async function run(firestore: Firestore, action: string, tenantId: string, values: Values) {
+/** Runs a checked command; `argument` is revoke's key_id or erase's log_id. */
+async function run(
+  firestore: Firestore,
+  [action, tenantId, argument]: [string, string, string],
+  values: Values,
+) {
   const keys = createFirestoreApiKeys(firestore);
-  const argument = COMMANDS[action]?.argument;
   const dryRun = values["dry-run"] === true;
   switch (action) {
     case "create": {
-      const created = await keys.create(tenantId, values.label ?? "");
+      const { key_id, label, key } = await keys.create(tenantId, values.label ?? "");
       // The only time the secret exists outside the caller's hands: stdout, once.
-      print({
-        tenant_id: created.tenant_id,
-        key_id: created.key_id,
-        label: created.label,
-        api_key: created.key,
-      });
-      console.error(`Created key ${created.key_id} for tenant ${tenantId}; it is shown only once.`);
+      print({ tenant_id: tenantId, key_id, label, api_key: key });
+      console.error(`Created key ${key_id} for tenant ${tenantId}; it is shown only once.`);
       return 0;
     }
     case "list": {
@@ -209,7 +206,7 @@ async function run(firestore: Firestore, action: string, tenantId: string, value
       return 0;
     }
     case "revoke": {
-      if (!(await keys.revoke(tenantId, argument ?? ""))) {
+      if (!(await keys.revoke(tenantId, argument))) {
         console.error(`Tenant ${tenantId} has no key ${JSON.stringify(argument)}`);
         return EXIT_FAILED;
       }
@@ -226,7 +223,7 @@ async function run(firestore: Firestore, action: string, tenantId: string, value
       ? { documents: await purgeTenant(firestore, tenantId, dryRun) }
       : {
           log_id: argument,
-          documents: await eraseRecord(firestore, tenantId, argument ?? "", dryRun),
+          documents: await eraseRecord(firestore, tenantId, argument, dryRun),
         };
   print({ tenant_id: tenantId, dry_run: dryRun, ...erased });
   if (dryRun) console.error("Dry run: nothing was deleted.");
@@ -263,7 +260,7 @@ runCli(
     }
     const firestore = new Firestore({ projectId: projectOf(values.project) });
     try {
-      return await run(firestore, action, tenantId, values);
+      return await run(firestore, [action, tenantId, argument ?? ""], values);
     } finally {
       await firestore.terminate();
     }

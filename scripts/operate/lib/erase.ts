@@ -16,7 +16,7 @@ import {
   processedLogPath,
   tenantSettingsPath,
 } from "../../../functions/src/lib/paths";
-import { countOf } from "./status";
+import { countOf } from "./operator-cli";
 
 /** Whether a dead letter's payload (a record, or a message of records) names the tenant. */
 export function namesTenant(dataBase64: unknown, tenantId: string): boolean {

@@ -5,6 +5,7 @@
  * letter acked, only once each of its records is found stored with its own text; anything else
  * stays where it is and counts as still failing.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { type DocumentReference, type Firestore, Timestamp } from "@google-cloud/firestore";
 import { type PubSub, v1 } from "@google-cloud/pubsub";
 import {
@@ -15,8 +16,20 @@ import {
 import { FAILED_LOGS, TENANTS, processedLogPath } from "../../../functions/src/lib/paths";
 import type { MessagePublisher } from "../../../functions/src/lib/publisher";
 import type { PipelineRecord, Validators } from "../../../functions/src/lib/schema";
+import type { FailureReason } from "../../../functions/src/lib/store";
 import { tenantIds } from "./operator-cli";
 import { sha256Hex } from "./reconcile";
+
+// A record keyed by the union, so the compiler notices a reason added to the worker.
+const REASONS: Record<FailureReason, true> = {
+  invalid_message: true,
+  invalid_record: true,
+  expired: true,
+  log_id_conflict: true,
+  rejected_by_store: true,
+  retries_exhausted: true,
+};
+export const FAILURE_REASONS: readonly string[] = Object.keys(REASONS);
 
 /** Reasons whose record itself fails the pipeline schema: a replay would fail the same way. */
 const NOT_REPLAYABLE = new Set(["invalid_record", "invalid_message"]);
@@ -84,12 +97,17 @@ export async function replayChunk(
         .catch((error: Error) => unpublished.set(item, error.message)),
     ),
   );
-  const awaited = toPublish.filter((item) => !unpublished.has(item));
-  const after = await waitForStored(
-    firestore,
-    awaited.flatMap((item) => item.records.filter(absent)),
-    deps,
-  );
+  const awaited = toPublish
+    .filter((item) => !unpublished.has(item))
+    .flatMap((item) => item.records.filter(absent));
+  const deadline = Date.now() + deps.waitMs;
+  let after = before;
+  while (awaited.length > 0) {
+    after = await storedShas(firestore, awaited.map(storedKey));
+    const stored = awaited.every((record) => after.get(storedKey(record)) === record.sha256);
+    if (stored || Date.now() >= deadline) break;
+    await sleep(500);
+  }
 
   const judge = (item: ReplayItem, record: ReplayRecord): [Outcome, string?] => {
     if (item.problem !== undefined) return ["still_failing", item.problem];
@@ -116,21 +134,6 @@ export async function replayChunk(
       };
     }),
   );
-}
-
-/** Polls until every record is stored with its text, or the wait is over. */
-async function waitForStored(
-  firestore: Firestore,
-  records: readonly ReplayRecord[],
-  deps: ReplayDeps,
-) {
-  const deadline = Date.now() + deps.waitMs;
-  for (;;) {
-    const found = await storedShas(firestore, records.map(storedKey));
-    const done = records.every((record) => found.get(storedKey(record)) === record.sha256);
-    if (done || Date.now() >= deadline) return found;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
 }
 
 export interface FailureFilters {
@@ -175,38 +178,32 @@ export async function failureItems(
     .filter((snapshot) => snapshot.exists)
     .map((snapshot) => {
       const entry = snapshot.data() ?? {};
-      const receivedAt = entry.received_at as Timestamp | null;
       const record = {
         tenant_id: entry.tenant_id as string,
         log_id: entry.log_id as string,
         source: entry.source,
         text: entry.original_text,
-        received_at: receivedAt?.toDate().toISOString(),
+        received_at: (entry.received_at as Timestamp | null)?.toDate().toISOString(),
       };
-      const settle = () => snapshot.ref.delete().then(() => undefined);
-      const unreplayable = (problem: string): ReplayItem => ({
+      const item = {
         label: snapshot.ref.path,
         records: [],
         message: { data: Buffer.alloc(0), attributes: {} },
-        problem,
-        settle,
-      });
+        settle: () => snapshot.ref.delete().then(() => undefined),
+      };
       if (NOT_REPLAYABLE.has(entry.reason as string)) {
-        return unreplayable(
-          `${entry.reason}: the record fails the pipeline schema; a replay fails the same way`,
-        );
+        const problem = "the record fails the pipeline schema; a replay fails the same way";
+        return { ...item, problem: `${entry.reason}: ${problem}` };
       }
       if (!validators.pipelineRecord(record)) {
-        return unreplayable(
-          "the entry does not keep a complete, valid record (text, source, time)",
-        );
+        const problem = "the entry does not keep a complete, valid record (text, source, time)";
+        return { ...item, problem };
       }
       const encoded = encodeRecord(record, maxMessageBytes);
       return {
-        label: snapshot.ref.path,
+        ...item,
         records: [{ ...record, sha256: sha256Hex(record.text) }],
         message: { data: encodeMessage([encoded]), attributes: messageAttributes([encoded]) },
-        settle,
       };
     });
 }
