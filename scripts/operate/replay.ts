@@ -90,10 +90,8 @@ runCli("replay", USAGE, { options: OPTIONS }, async ({ values }) => {
   const waitSeconds = Number(values.wait);
   // Dead letters stay leased for ten minutes at most: the wait must end well before.
   if (!(waitSeconds >= 0 && waitSeconds <= 540)) throw new UsageError("--wait is 0 to 540 seconds");
-  if (
-    values["dead-letters"] &&
-    (tenants.length + reasons.length > 0 || values.since || values.until)
-  ) {
+  const selectors = [values.tenant, values.reason, values.since, values.until];
+  if (values["dead-letters"] && selectors.some((value) => value !== undefined)) {
     throw new UsageError("--tenant, --reason, --since and --until select failed_logs entries");
   }
   const dryRun = values["dry-run"] === true;

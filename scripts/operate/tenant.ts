@@ -82,12 +82,10 @@ const listOption = (values: readonly string[] | undefined) =>
   (values ?? []).flatMap((value) => value.split(",")).map((value) => value.trim());
 
 function kindsOption(name: string, values: readonly string[] | undefined) {
-  return listOption(values).map((kind) => {
-    if (!isRedactionKind(kind)) {
-      throw new UsageError(`--${name}: "${kind}" is not a kind (${REDACTION_KINDS.join(", ")})`);
-    }
-    return kind;
-  });
+  const kinds = listOption(values);
+  const bad = kinds.find((kind) => !isRedactionKind(kind));
+  if (bad === undefined) return kinds.filter(isRedactionKind);
+  throw new UsageError(`--${name}: "${bad}" is not a kind (${REDACTION_KINDS.join(", ")})`);
 }
 
 /** The policy change asked for, or undefined to only show the policy. */

@@ -37,9 +37,7 @@ export async function purgeTenant(firestore: Firestore, tenantId: string, dryRun
   const count = async (ref: DocumentReference, name: string) => {
     const exists = (await ref.get()).exists;
     if (exists || name !== TENANTS) counts[name] = exists ? 1 : 0;
-    for (const sub of await ref.listCollections()) {
-      counts[sub.id] = await countOf(sub);
-    }
+    for (const sub of await ref.listCollections()) counts[sub.id] = await countOf(sub);
   };
   // tenants/{t} itself usually does not exist: only its subcollections (processed_logs, ...).
   await count(tenant, TENANTS);

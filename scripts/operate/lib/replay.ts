@@ -56,14 +56,6 @@ export interface ItemResult {
   readonly why?: string;
 }
 
-export interface ReplayDeps {
-  readonly firestore: Firestore;
-  readonly publisher: MessagePublisher;
-  readonly dryRun: boolean;
-  /** Longest wait for a chunk's published records to appear in processed_logs. */
-  readonly waitMs: number;
-}
-
 const storedKey = (record: PipelineRecord) => processedLogPath(record.tenant_id, record.log_id);
 
 /** The text hash stored under each record's processed path (null: absent). */
@@ -78,10 +70,13 @@ async function storedShas(firestore: Firestore, paths: readonly string[]) {
   );
 }
 
-/** Replays one chunk of items: pre-check, publish what is absent, wait, settle what is stored. */
+/**
+ * Replays one chunk of items: pre-check, publish what is absent, wait (at most `waitMs`) until it
+ * is stored, settle what is stored.
+ */
 export async function replayChunk(
   items: readonly ReplayItem[],
-  deps: ReplayDeps,
+  deps: { firestore: Firestore; publisher: MessagePublisher; dryRun: boolean; waitMs: number },
 ): Promise<ItemResult[]> {
   const { firestore, dryRun } = deps;
   const replayable = items.filter((item) => item.problem === undefined);
@@ -136,18 +131,10 @@ export async function replayChunk(
   );
 }
 
-export interface FailureFilters {
-  readonly tenants: readonly string[];
-  readonly reasons: readonly string[];
-  /** Bounds on failed_at, the time the worker recorded the failure. */
-  readonly since?: Date;
-  readonly until?: Date;
-}
-
-/** The failure entries the filters select (every tenant when none is named). */
+/** The failure entries the filters select (every tenant when none is named; failed_at bounds). */
 export async function selectFailures(
   firestore: Firestore,
-  filters: FailureFilters,
+  filters: { tenants: readonly string[]; reasons: readonly string[]; since?: Date; until?: Date },
 ): Promise<DocumentReference[]> {
   const tenants = filters.tenants.length > 0 ? filters.tenants : await tenantIds(firestore);
   const selected: DocumentReference[] = [];
