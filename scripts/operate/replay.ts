@@ -1,20 +1,25 @@
 /**
  * `npm run replay`: re-drives failed records through the normal publish path. The logic lives in
  * scripts/operate/lib/replay.ts; this file parses, shows progress and prints.
- *
- * Exit codes: 0 nothing left failing, 1 something still failing, 2 usage, 3 the replay itself
- * failed (a service unreachable, say).
  */
-import { parseArgs } from "node:util";
 import { Presets, SingleBar } from "cli-progress";
 import { loadConfig } from "../../functions/src/lib/config";
-import { TENANT_ID_RULE, isTenantId } from "../../functions/src/lib/ids";
 import { createTopicPublisher } from "../../functions/src/lib/publisher";
 import { compileValidators } from "../../functions/src/lib/schema";
-import { TARGET_OPTIONS, TARGET_USAGE, connect, deployConfigValue } from "./lib/ops-target";
+import {
+  TARGET_OPTIONS,
+  TARGET_USAGE,
+  UsageError,
+  checkTenantId,
+  connect,
+  deployConfigValue,
+  runCli,
+} from "./lib/operator-cli";
 import {
   DeadLetterQueue,
+  FAILURE_REASONS,
   type ItemResult,
+  type Outcome,
   type ReplayItem,
   deadLetterItem,
   failureItems,
@@ -22,7 +27,6 @@ import {
   selectFailures,
   summarise,
 } from "./lib/replay";
-import { FAILURE_REASONS } from "./lib/status";
 
 const USAGE = `Usage: npm run replay -- [options]
 
@@ -31,44 +35,48 @@ on the dead-letter subscription, by publishing them to the ingest topic with the
 failure entry is deleted (a dead letter acked) only once its records are found stored.
 invalid_record and invalid_message entries fail the schema again: they stay, as still failing.
 
-  --tenant T                 only this tenant (repeatable; default: every tenant)
-  --reason R                 only these reasons (repeatable or R,R; ${FAILURE_REASONS.join(", ")})
-  --since ISO / --until ISO  only failures recorded (failed_at) in [since, until)
-  --dead-letters             replay the dead-letter subscription instead of failed_logs
-  --dead-letter-subscription S   default: DEAD_LETTER_SUBSCRIPTION of deploy/config.env
-  --topic T                  the ingest topic (default: INGEST_TOPIC, else deploy/config.env)
-  --wait S                   longest wait for a chunk's records to be stored (default 60)
-  --dry-run                  list what would be done; publish, delete and ack nothing
-  --json                     print only the summary's JSON line
-${TARGET_USAGE}`;
+  --tenant T                     only this tenant (repeatable; default: every tenant)
+  --reason R                     only these reasons (repeatable or R,R; ${FAILURE_REASONS.join(", ")})
+  --since ISO / --until ISO      only failures recorded (failed_at) in [since, until)
+  --dead-letters                 replay the dead-letter subscription instead of failed_logs
+  --topic T                      the ingest topic (default: INGEST_TOPIC, else deploy/config.env)
+  --wait S                       longest wait for a chunk's records to be stored (default 60)
+  --dry-run                      list what would be done; publish, delete and ack nothing
+  --json                         print only the summary's JSON line
+${TARGET_USAGE}
+
+Exit codes: 0 nothing left failing, 1 something still failing, 2 usage, 3 the replay itself
+failed (a service unreachable, say).`;
 
 const CHUNK = 100;
 
-class UsageError extends Error {}
+const OPTIONS = {
+  ...TARGET_OPTIONS,
+  tenant: { type: "string", multiple: true },
+  reason: { type: "string", multiple: true },
+  since: { type: "string" },
+  until: { type: "string" },
+  "dead-letters": { type: "boolean" },
+  topic: { type: "string" },
+  wait: { type: "string", default: "60" },
+  "dry-run": { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
 
-function parse(argv: readonly string[]) {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    options: {
-      ...TARGET_OPTIONS,
-      tenant: { type: "string", multiple: true },
-      reason: { type: "string", multiple: true },
-      since: { type: "string" },
-      until: { type: "string" },
-      "dead-letters": { type: "boolean" },
-      "dead-letter-subscription": { type: "string" },
-      topic: { type: "string" },
-      wait: { type: "string", default: "60" },
-      "dry-run": { type: "boolean" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  const tenants = values.tenant ?? [];
-  const badTenant = tenants.find((tenant) => !isTenantId(tenant));
-  if (badTenant !== undefined)
-    throw new UsageError(`"${badTenant}": a tenant id is ${TENANT_ID_RULE}`);
+const DRY_RUN_VERB: Partial<Record<Outcome, string>> = {
+  replayed: "would replay",
+  already_stored: "already stored (entry would go)",
+};
+
+function describe(result: ItemResult, dryRun: boolean): string {
+  const outcome =
+    result.outcomes.find((o) => o === "still_failing") ?? result.outcomes[0] ?? "still_failing";
+  const verb = (dryRun && DRY_RUN_VERB[outcome]) || outcome.replace("_", " ");
+  return `${verb}: ${result.label}${result.why ? ` (${result.why})` : ""}`;
+}
+
+runCli("replay", USAGE, { options: OPTIONS }, async ({ values }) => {
+  const tenants = (values.tenant ?? []).map(checkTenantId);
   const reasons = (values.reason ?? []).flatMap((value) => value.split(","));
   const badReason = reasons.find((reason) => !FAILURE_REASONS.includes(reason));
   if (badReason !== undefined) throw new UsageError(`"${badReason}" is not a failure reason`);
@@ -78,56 +86,13 @@ function parse(argv: readonly string[]) {
     if (!Number.isFinite(date.getTime())) throw new UsageError(`--${name} is not a time`);
     return date;
   };
+  const filters = { tenants, reasons, since: time("since"), until: time("until") };
   const waitSeconds = Number(values.wait);
   // Dead letters stay leased for ten minutes at most: the wait must end well before.
   if (!(waitSeconds >= 0 && waitSeconds <= 540)) throw new UsageError("--wait is 0 to 540 seconds");
-  const filtered = tenants.length + reasons.length > 0 || values.since || values.until;
-  if (values["dead-letters"] && filtered) {
+  const selectors = [values.tenant, values.reason, values.since, values.until];
+  if (values["dead-letters"] && selectors.some((value) => value !== undefined)) {
     throw new UsageError("--tenant, --reason, --since and --until select failed_logs entries");
-  }
-  return {
-    help: values.help === true,
-    values,
-    filters: { tenants, reasons, since: time("since"), until: time("until") },
-    waitMs: waitSeconds * 1000,
-  };
-}
-
-const VERB = {
-  replayed: "replayed",
-  already_stored: "already stored",
-  still_failing: "still failing",
-};
-const DRY_VERB = {
-  ...VERB,
-  replayed: "would replay",
-  already_stored: "already stored (entry would go)",
-};
-
-function describe(result: ItemResult, dryRun: boolean): string {
-  const outcome = result.outcomes.find((o) => o === "still_failing") ?? result.outcomes[0];
-  const verb = (dryRun ? DRY_VERB : VERB)[outcome ?? "still_failing"];
-  return `${verb}: ${result.label}${result.why ? ` (${result.why})` : ""}`;
-}
-
-async function main(argv: readonly string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parse(argv);
-  } catch (error) {
-    if (
-      !(error instanceof UsageError) &&
-      !(error as { code?: string }).code?.startsWith("ERR_PARSE")
-    ) {
-      throw error;
-    }
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const { help, values, filters, waitMs } = parsed;
-  if (help) {
-    console.log(USAGE);
-    return 0;
   }
   const dryRun = values["dry-run"] === true;
   const config = loadConfig(process.env);
@@ -145,7 +110,7 @@ async function main(argv: readonly string[]): Promise<number> {
     firestore: target.firestore,
     publisher: createTopicPublisher(target.pubsub, topic, config),
     dryRun,
-    waitMs,
+    waitMs: waitSeconds * 1000,
   };
   const replay = async (items: ReplayItem[]) => {
     results.push(...(await replayChunk(items, deps)));
@@ -156,9 +121,7 @@ async function main(argv: readonly string[]): Promise<number> {
       throw new Error(`The ingest topic ${topic} does not exist in project ${target.project}`);
     }
     if (values["dead-letters"]) {
-      const name =
-        values["dead-letter-subscription"] ?? deployConfigValue("DEAD_LETTER_SUBSCRIPTION") ?? "";
-      const queue = await DeadLetterQueue.open(target.pubsub, name);
+      const queue = await DeadLetterQueue.open(target.pubsub, target.deadLetterSubscription);
       log(`dead letters: ${queue.subscription}`);
       bar.start(0, 0);
       try {
@@ -195,12 +158,4 @@ async function main(argv: readonly string[]): Promise<number> {
   );
   console.log(JSON.stringify({ dry_run: dryRun, ...summary }));
   return summary.still_failing > 0 ? 1 : 0;
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`replay failed: ${(error as Error).message ?? String(error)}`);
-    process.exit(3);
-  },
-);
+});

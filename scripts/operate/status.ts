@@ -1,60 +1,108 @@
 /**
- * `npm run status`: per tenant, processed records and failures by reason; the dead_letters
- * documents; the dead-letter subscription's backlog. Against the emulators or a project
- * (see scripts/operate/lib/ops-target.ts). The logic lives in scripts/operate/lib/status.ts.
- *
- *   npm run status -- [--tenant T]... [--dead-letter-subscription S] [--json] [target options]
+ * `npm run status`: per tenant, processed records and failures by reason (count() aggregations,
+ * which read no document); the dead_letters documents; the dead-letter subscription's backlog.
  */
-import { parseArgs } from "node:util";
-import { TENANT_ID_RULE, isTenantId } from "../../functions/src/lib/ids";
-import { TARGET_OPTIONS, TARGET_USAGE, connect, deployConfigValue } from "./lib/ops-target";
+import type { Firestore } from "@google-cloud/firestore";
+import type { PubSub } from "@google-cloud/pubsub";
+import { DEAD_LETTERS, FAILED_LOGS, PROCESSED_LOGS, TENANTS } from "../../functions/src/lib/paths";
 import {
-  FAILURE_REASONS,
-  countDeadLetterDocuments,
-  deadLetterBacklog,
+  TARGET_OPTIONS,
+  TARGET_USAGE,
+  checkTenantId,
+  connect,
+  countOf,
+  runCli,
   tenantIds,
-  tenantStatus,
-} from "./lib/status";
+} from "./lib/operator-cli";
+import { DeadLetterQueue, FAILURE_REASONS } from "./lib/replay";
 
 const USAGE = `Usage: npm run status -- [options]
 
   --tenant T                     only this tenant (repeatable; default: every tenant)
-  --dead-letter-subscription S   default: DEAD_LETTER_SUBSCRIPTION of deploy/config.env
   --json                         print only the JSON line
 ${TARGET_USAGE}`;
 
-async function main(argv: readonly string[]): Promise<number> {
-  let values;
+/** Failure entries by reason; "other" for a reason this version does not know. */
+async function tenantStatus(firestore: Firestore, tenantId: string) {
+  const failedLogs = firestore.collection(`${TENANTS}/${tenantId}/${FAILED_LOGS}`);
+  const [processed, allFailed, ...byReason] = await Promise.all([
+    countOf(firestore.collection(`${TENANTS}/${tenantId}/${PROCESSED_LOGS}`)),
+    countOf(failedLogs),
+    ...FAILURE_REASONS.map((reason) => countOf(failedLogs.where("reason", "==", reason))),
+  ]);
+  const failed: Record<string, number> = {};
+  FAILURE_REASONS.forEach((reason, index) => {
+    if (byReason[index]) failed[reason] = byReason[index];
+  });
+  const other = allFailed - byReason.reduce((sum, n) => sum + n, 0);
+  if (other > 0) failed.other = other;
+  return { tenant_id: tenantId, processed, failed };
+}
+
+/**
+ * The dead-letter subscription's backlog, and how it was measured (or why it could not be). On the
+ * emulator (no metrics), by pulling every message without acking and handing them back. On a
+ * project, from Cloud Monitoring's num_undelivered_messages (sampled each minute, shown up to a few
+ * minutes late): pulling a large production backlog would be slow and costly.
+ */
+async function deadLetterBacklog(
+  pubsub: PubSub,
+  subscription: string,
+  emulated: boolean,
+): Promise<{ messages: number | null; how: string }> {
+  if (emulated) {
+    const queue = await DeadLetterQueue.open(pubsub, subscription).catch(() => undefined);
+    if (queue === undefined) return { messages: null, how: `no subscription ${subscription}` };
+    let messages = 0;
+    try {
+      for (let batch; (batch = await queue.pull(1000)).length > 0;) messages += batch.length;
+    } finally {
+      await queue.close();
+    }
+    return { messages, how: "counted by pulling without acking (emulator)" };
+  }
+  const project = await pubsub.getClientConfig().then((config) => config.projectId);
+  const now = Date.now();
+  const params = new URLSearchParams({
+    filter:
+      'metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages" AND ' +
+      `resource.labels.subscription_id="${subscription}"`,
+    "interval.startTime": new Date(now - 10 * 60_000).toISOString(),
+    "interval.endTime": new Date(now).toISOString(),
+  });
+  const url = `https://monitoring.googleapis.com/v3/projects/${project}/timeSeries?${params}`;
   try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      options: {
-        ...TARGET_OPTIONS,
-        tenant: { type: "string", multiple: true },
-        "dead-letter-subscription": { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-    const bad = values.tenant?.find((tenant) => !isTenantId(tenant));
-    if (bad !== undefined) throw new Error(`"${bad}": a tenant id is ${TENANT_ID_RULE}`);
+    const response = await pubsub.auth.request<{
+      timeSeries?: { points?: { value?: { int64Value?: string } }[] }[];
+    }>({ url });
+    const latest = response.data.timeSeries?.[0]?.points?.[0]?.value?.int64Value;
+    if (latest === undefined) {
+      return { messages: null, how: "Cloud Monitoring has no sample of the last 10 minutes" };
+    }
+    return {
+      messages: Number(latest),
+      how: "Cloud Monitoring num_undelivered_messages, latest sample",
+    };
   } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return 2;
+    return { messages: null, how: `Cloud Monitoring unreachable: ${(error as Error).message}` };
   }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+}
+
+const OPTIONS = {
+  ...TARGET_OPTIONS,
+  tenant: { type: "string", multiple: true },
+  json: { type: "boolean" },
+} as const;
+
+runCli("status", USAGE, { options: OPTIONS }, async ({ values }) => {
+  const named = values.tenant?.map(checkTenantId);
   const target = connect(values);
-  const subscription =
-    values["dead-letter-subscription"] ?? deployConfigValue("DEAD_LETTER_SUBSCRIPTION") ?? "";
+  const subscription = target.deadLetterSubscription;
   try {
-    const tenants = values.tenant ?? (await tenantIds(target.firestore));
+    const tenants = named ?? (await tenantIds(target.firestore));
     const [rows, deadLetterDocuments, backlog] = await Promise.all([
       Promise.all(tenants.map((tenant) => tenantStatus(target.firestore, tenant))),
-      countDeadLetterDocuments(target.firestore),
+      countOf(target.firestore.collection(DEAD_LETTERS)),
       deadLetterBacklog(target.pubsub, subscription, target.emulated),
     ]);
     if (!values.json) {
@@ -94,12 +142,4 @@ async function main(argv: readonly string[]): Promise<number> {
   } finally {
     await target.close();
   }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`status failed: ${(error as Error).message ?? String(error)}`);
-    process.exit(3);
-  },
-);
+});

@@ -1,26 +1,12 @@
 /**
- * The tenant CLI: API keys and the redaction policy of one tenant, against the emulators or a
- * real project.
- *
- *   npm run tenant -- create <tenant> [--label L] [--project P]   prints the new key once, as JSON
- *   npm run tenant -- list <tenant> [--project P]                 prints the tenant's keys, no secrets
- *   npm run tenant -- revoke <tenant> <key_id> [--project P]      revokes one key
- *   npm run tenant -- policy <tenant> [--enable K,..] [--disable K,..] [--regions CC,..|default]
- *                                     [--reset] [--project P]     shows (and changes) the policy
- *   npm run tenant -- settings <tenant> [--retention-days N|default] [--rate-limit N|default]
- *                                     [--project P]               shows (and changes) the limits
- *
- * Firestore is found the way every Google client finds it: FIRESTORE_EMULATOR_HOST for the
- * emulator, and the project from --project, GOOGLE_CLOUD_PROJECT / GCLOUD_PROJECT or the
- * Application Default Credentials. Exit codes: 0 done, 1 not found or failed, 2 usage.
- * The logic lives in functions/src/lib/api-keys.ts, redaction-policies.ts and
- * tenant-settings.ts; this file only parses and prints.
+ * `npm run tenant`: one tenant's API keys, redaction policy and settings, and the erasure of its
+ * data (USAGE below). Exit codes: 0 done, 1 not found or failed, 2 usage. The logic lives in
+ * functions/src/lib (api-keys, redaction-policies, tenant-settings) and ./lib/erase.ts.
  */
-import { parseArgs } from "node:util";
+import type { parseArgs } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { ERASE_USAGE, runEraseCommand } from "./lib/erase";
-import { TENANT_ID_RULE, isTenantId } from "../../functions/src/lib/ids";
+import { LOG_ID_RULE, isLogId } from "../../functions/src/lib/ids";
 import { createFirestoreRedactionPolicies } from "../../functions/src/lib/redaction-policies";
 import {
   MAX_PHONE_REGIONS,
@@ -30,8 +16,6 @@ import {
   isRedactionKind,
   policyFromStored,
   validateStoredRedactionPolicy,
-  type PolicyChange,
-  type RedactionKind,
   type StoredRedactionPolicy,
 } from "../../functions/src/lib/redaction-policy";
 import {
@@ -39,6 +23,8 @@ import {
   validateStoredTenantLimits,
   type StoredTenantLimits,
 } from "../../functions/src/lib/tenant-settings";
+import { eraseRecord, purgeTenant } from "./lib/erase";
+import { UsageError, checkTenantId, projectOf, runCli } from "./lib/operator-cli";
 
 const USAGE = `Usage:
   npm run tenant -- create <tenant> [--label <label>] [--project <project>]
@@ -48,6 +34,10 @@ const USAGE = `Usage:
                                     [--regions <CC,CC,...>|default] [--reset] [--project <project>]
   npm run tenant -- settings <tenant> [--retention-days <days>|default]
                                       [--rate-limit <records/s>|default] [--project <project>]
+  npm run tenant -- purge <tenant> [--dry-run] [--project <project>]
+                                    erases all of the tenant's data; prints counts per collection
+  npm run tenant -- erase <tenant> <log_id> [--dry-run] [--project <project>]
+                                    erases one record (stored and failed); prints the paths
 
 Redaction kinds: ${REDACTION_KINDS.join(", ")} (ip is off by default, the rest on).
 --regions lists the ISO 3166 regions whose national phone formats count, in order.
@@ -60,80 +50,60 @@ RETENTION_DAYS / TENANT_RATE_LIMIT_PER_SECOND apply. Changes apply within the sa
 Firestore: FIRESTORE_EMULATOR_HOST selects the emulator; the project comes from --project,
 GOOGLE_CLOUD_PROJECT or GCLOUD_PROJECT. create prints the key once: store it now.`;
 
-const EXIT_OK = 0;
-const EXIT_NOT_FOUND = 1;
-const EXIT_USAGE = 2;
+const EXIT_FAILED = 1;
 
-class UsageError extends Error {}
+/** Each command's argument after the tenant id, if any, and the options only it takes. */
+const COMMANDS: Record<string, { argument?: string; options: readonly string[] }> = {
+  create: { options: ["label"] },
+  list: { options: [] },
+  revoke: { argument: "key_id", options: [] },
+  policy: { options: ["enable", "disable", "regions", "reset"] },
+  settings: { options: ["retention-days", "rate-limit"] },
+  purge: { options: ["dry-run"] },
+  erase: { argument: "log_id", options: ["dry-run"] },
+};
 
-const ACTIONS = ["create", "list", "revoke", "policy", "settings"] as const;
-type Action = (typeof ACTIONS)[number];
-const isAction = (value: string | undefined): value is Action =>
-  (ACTIONS as readonly (string | undefined)[]).includes(value);
+const OPTIONS = {
+  project: { type: "string" },
+  label: { type: "string" },
+  enable: { type: "string", multiple: true },
+  disable: { type: "string", multiple: true },
+  regions: { type: "string" },
+  reset: { type: "boolean" },
+  "retention-days": { type: "string" },
+  "rate-limit": { type: "string" },
+  "dry-run": { type: "boolean" },
+} as const;
 
-interface Command {
-  readonly action: Action;
-  readonly tenantId: string;
-  readonly keyId: string | undefined;
-  readonly label: string;
-  readonly project: string | undefined;
-  /** For policy: the change asked for, or undefined to only show it. */
-  readonly policyChange: (PolicyChange & { readonly reset: boolean }) | undefined;
-  /** For settings: the limits to set (a number) or remove (null); empty to only show them. */
-  readonly limitsChange: { [K in keyof StoredTenantLimits]?: number | null };
-}
-
-/** A limit option: a whole number in the schema's range, or "default" to remove it. */
-function limitOption(
-  option: string,
-  field: keyof StoredTenantLimits,
-  value: string | undefined,
-): number | null | undefined {
-  if (value === undefined) return undefined;
-  if (value === "default") return null;
-  const number = /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!validateStoredTenantLimits({ [field]: number })) {
-    throw new UsageError(
-      `--${option} must be a whole number in range or "default", got "${value}"`,
-    );
-  }
-  return number;
-}
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>["values"];
 
 /** Policy options may be repeated or comma-separated: --enable ip --enable email,card. */
-function listOption(values: readonly string[] | undefined): string[] {
-  return (values ?? []).flatMap((value) => value.split(",")).map((value) => value.trim());
+const listOption = (values: readonly string[] | undefined) =>
+  (values ?? []).flatMap((value) => value.split(",")).map((value) => value.trim());
+
+function kindsOption(name: string, values: readonly string[] | undefined) {
+  const kinds = listOption(values);
+  const bad = kinds.find((kind) => !isRedactionKind(kind));
+  if (bad === undefined) return kinds.filter(isRedactionKind);
+  throw new UsageError(`--${name}: "${bad}" is not a kind (${REDACTION_KINDS.join(", ")})`);
 }
 
-function kindsOption(name: string, values: readonly string[] | undefined): RedactionKind[] {
-  return listOption(values).map((kind) => {
-    if (!isRedactionKind(kind)) {
-      throw new UsageError(`--${name}: "${kind}" is not a kind (${REDACTION_KINDS.join(", ")})`);
-    }
-    return kind;
-  });
-}
-
-function policyChangeOf(values: {
-  enable?: string[];
-  disable?: string[];
-  regions?: string;
-  reset?: boolean;
-}): Command["policyChange"] {
+/** The policy change asked for, or undefined to only show the policy. */
+function policyChangeOf(values: Values) {
   const enable = kindsOption("enable", values.enable);
   const disable = kindsOption("disable", values.disable);
   const both = enable.find((kind) => disable.includes(kind));
   if (both !== undefined) throw new UsageError(`"${both}" is both enabled and disabled`);
-  let phoneRegions: string[] | undefined;
-  if (values.regions !== undefined) {
-    phoneRegions = values.regions === "default" ? [] : listOption([values.regions]);
-    phoneRegions = phoneRegions.map((region) => region.toUpperCase());
-    if (!validateStoredRedactionPolicy({ phone_regions: phoneRegions })) {
-      throw new UsageError(
-        `--regions must be "default" or up to ${MAX_PHONE_REGIONS} distinct ISO 3166 region ` +
-          `codes that libphonenumber knows (e.g. US,GB,DE), got "${values.regions}"`,
-      );
-    }
+  const { regions } = values;
+  const phoneRegions =
+    regions === undefined
+      ? undefined
+      : listOption(regions === "default" ? [] : [regions]).map((cc) => cc.toUpperCase());
+  if (phoneRegions && !validateStoredRedactionPolicy({ phone_regions: phoneRegions })) {
+    throw new UsageError(
+      `--regions must be "default" or up to ${MAX_PHONE_REGIONS} distinct ISO 3166 region ` +
+        `codes that libphonenumber knows (e.g. US,GB,DE), got "${regions}"`,
+    );
   }
   const reset = values.reset ?? false;
   if (!reset && enable.length === 0 && disable.length === 0 && phoneRegions === undefined) {
@@ -142,218 +112,156 @@ function policyChangeOf(values: {
   return { enable, disable, phoneRegions, reset };
 }
 
-function parseCommand(argv: readonly string[]): Command {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        label: { type: "string" },
-        project: { type: "string" },
-        enable: { type: "string", multiple: true },
-        disable: { type: "string", multiple: true },
-        regions: { type: "string" },
-        reset: { type: "boolean" },
-        "retention-days": { type: "string" },
-        "rate-limit": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) throw new UsageError("");
-  const [action, tenantId, keyId, ...extra] = positionals;
-  if (!isAction(action)) {
-    throw new UsageError(action === undefined ? "" : `Unknown command "${action}"`);
-  }
-  if (tenantId === undefined) throw new UsageError(`${action} needs a tenant id`);
-  if (!isTenantId(tenantId)) {
-    throw new UsageError(`"${tenantId}" is not a valid tenant id: ${TENANT_ID_RULE}`);
-  }
-  if (action === "revoke" && keyId === undefined) throw new UsageError("revoke needs a key_id");
-  if ((action !== "revoke" && keyId !== undefined) || extra.length > 0) {
-    throw new UsageError(`Unexpected argument "${action === "revoke" ? extra[0] : keyId}"`);
-  }
-  if (action !== "create" && values.label !== undefined) {
-    throw new UsageError("--label only goes with create");
-  }
-  const policyOptions = ["enable", "disable", "regions", "reset"] as const;
-  if (action !== "policy" && policyOptions.some((name) => values[name] !== undefined)) {
-    throw new UsageError("--enable, --disable, --regions and --reset only go with policy");
-  }
-  const policyChange = action === "policy" ? policyChangeOf(values) : undefined;
-  if (
-    action !== "settings" &&
-    (values["retention-days"] !== undefined || values["rate-limit"] !== undefined)
-  ) {
-    throw new UsageError("--retention-days and --rate-limit only go with settings");
-  }
-  const limitsChange = Object.fromEntries(
-    Object.entries({
-      retention_days: limitOption("retention-days", "retention_days", values["retention-days"]),
-      rate_limit_per_second: limitOption(
-        "rate-limit",
-        "rate_limit_per_second",
-        values["rate-limit"],
-      ),
-    }).filter(([, value]) => value !== undefined),
-  );
-  const label = values.label ?? "";
-  if (label.length > 200 || [...label].some((char) => char < " " || char === "\u007f")) {
-    throw new UsageError("--label must be at most 200 characters without control characters");
-  }
-  if (values.project !== undefined && !/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/.test(values.project)) {
-    throw new UsageError(`"${values.project}" is not a valid project id`);
-  }
-  return {
-    action,
-    tenantId,
-    keyId,
-    label,
-    project: values.project,
-    policyChange,
-    limitsChange,
-  };
-}
-
-function firestoreFor(project: string | undefined): Firestore {
-  const projectId = project ?? process.env.GOOGLE_CLOUD_PROJECT ?? process.env.GCLOUD_PROJECT;
-  return new Firestore(projectId === undefined ? {} : { projectId });
-}
-
-function print(value: unknown): void {
-  process.stdout.write(JSON.stringify(value) + "\n");
-}
-
-async function run(command: Command): Promise<number> {
-  const firestore = firestoreFor(command.project);
-  try {
-    const keys = createFirestoreApiKeys(firestore);
-    switch (command.action) {
-      case "create": {
-        const created = await keys.create(command.tenantId, command.label);
-        // The only time the secret exists outside the caller's hands: stdout, once.
-        print({
-          tenant_id: created.tenant_id,
-          key_id: created.key_id,
-          label: created.label,
-          api_key: created.key,
-        });
-        console.error(
-          `Created key ${created.key_id} for tenant ${created.tenant_id}; it is shown only once.`,
-        );
-        return EXIT_OK;
-      }
-      case "list": {
-        const listed = await keys.list(command.tenantId);
-        listed.sort((a, b) => (a.created_at ?? "").localeCompare(b.created_at ?? ""));
-        print(listed);
-        return EXIT_OK;
-      }
-      case "revoke": {
-        const keyId = command.keyId ?? "";
-        if (!(await keys.revoke(command.tenantId, keyId))) {
-          console.error(`Tenant ${command.tenantId} has no key ${JSON.stringify(keyId)}`);
-          return EXIT_NOT_FOUND;
-        }
-        print({ tenant_id: command.tenantId, key_id: keyId, revoked: true });
-        return EXIT_OK;
-      }
-      case "policy": {
-        return await runPolicy(firestore, command);
-      }
-      case "settings": {
-        return await runSettings(firestore, command);
-      }
+/** The limits to set (a number) or remove (null, from "default"); empty to only show them. */
+function limitsChangeOf(values: Values) {
+  const change: { [K in keyof StoredTenantLimits]?: number | null } = {};
+  const fields = { "retention-days": "retention_days", "rate-limit": "rate_limit_per_second" };
+  for (const [option, field] of Object.entries(fields) as [keyof typeof fields, string][]) {
+    const value = values[option];
+    if (value === undefined) continue;
+    const number = value === "default" ? null : /^\d+$/.test(value) ? Number(value) : NaN;
+    if (number !== null && !validateStoredTenantLimits({ [field]: number })) {
+      throw new UsageError(
+        `--${option} must be a whole number in range or "default", got "${value}"`,
+      );
     }
-  } finally {
-    await firestore.terminate();
+    change[field as keyof StoredTenantLimits] = number;
   }
+  return change;
 }
+
+const print = (value: unknown) => process.stdout.write(JSON.stringify(value) + "\n");
 
 /** Timeout of one Firestore call of the CLI. */
-const POLICY_TIMEOUT_MS = 10_000;
+const CALL_TIMEOUT_MS = 10_000;
 
-async function runPolicy(firestore: Firestore, command: Command): Promise<number> {
-  const policies = createFirestoreRedactionPolicies(firestore, POLICY_TIMEOUT_MS);
-  const raw = await policies.read(command.tenantId);
+async function runPolicy(firestore: Firestore, tenantId: string, values: Values) {
+  const change = policyChangeOf(values);
+  const policies = createFirestoreRedactionPolicies(firestore, CALL_TIMEOUT_MS);
+  const raw = await policies.read(tenantId);
   let stored: StoredRedactionPolicy | undefined;
   if (validateStoredRedactionPolicy(raw)) {
     stored = raw;
   } else if (raw !== undefined && raw !== null) {
     // The worker redacts every kind for this tenant until the policy is written again.
-    console.error(`The stored policy of ${command.tenantId} is invalid; --reset replaces it.`);
-    if (command.policyChange?.reset !== true) return EXIT_NOT_FOUND;
+    console.error(`The stored policy of ${tenantId} is invalid; --reset replaces it.`);
+    if (change?.reset !== true) return EXIT_FAILED;
   }
-  const change = command.policyChange;
   if (change !== undefined) {
     stored = changeStoredPolicy(change.reset ? undefined : stored, change);
-    await policies.write(command.tenantId, stored);
-    console.error(`Updated the redaction policy of ${command.tenantId}.`);
+    await policies.write(tenantId, stored);
+    console.error(`Updated the redaction policy of ${tenantId}.`);
   }
-  print({
-    tenant_id: command.tenantId,
-    ...describePolicy(policyFromStored(stored)),
-    stored: stored ?? {},
-  });
-  return EXIT_OK;
+  print({ tenant_id: tenantId, ...describePolicy(policyFromStored(stored)), stored: stored ?? {} });
+  return 0;
 }
 
-async function runSettings(firestore: Firestore, command: Command): Promise<number> {
-  const settings = createFirestoreTenantSettings(firestore, POLICY_TIMEOUT_MS);
-  if (Object.keys(command.limitsChange).length > 0) {
-    await settings.writeLimits(command.tenantId, command.limitsChange);
-    console.error(`Updated the settings of ${command.tenantId}.`);
+async function runSettings(firestore: Firestore, tenantId: string, values: Values) {
+  const change = limitsChangeOf(values);
+  const settings = createFirestoreTenantSettings(firestore, CALL_TIMEOUT_MS);
+  if (Object.keys(change).length > 0) {
+    await settings.writeLimits(tenantId, change);
+    console.error(`Updated the settings of ${tenantId}.`);
   }
-  const stored = (await settings.read(command.tenantId)) ?? {};
+  const stored = (await settings.read(tenantId)) ?? {};
   const shown = (field: keyof StoredTenantLimits) => {
     const value: unknown = stored[field];
     if (value === undefined || value === null) return null;
     if (!validateStoredTenantLimits({ [field]: value })) {
       // The instances ignore it and apply the default until it is set again.
-      console.error(`The stored ${field} of ${command.tenantId} is invalid; set it again.`);
+      console.error(`The stored ${field} of ${tenantId} is invalid; set it again.`);
     }
     return value;
   };
   // null: the deployment's RETENTION_DAYS / TENANT_RATE_LIMIT_PER_SECOND applies.
   print({
-    tenant_id: command.tenantId,
+    tenant_id: tenantId,
     retention_days: shown("retention_days"),
     rate_limit_per_second: shown("rate_limit_per_second"),
   });
-  return EXIT_OK;
+  return 0;
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  if (argv[0] === "purge" || argv[0] === "erase") return runEraseCommand(argv);
-  let command: Command;
-  try {
-    command = parseCommand(argv);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    if (error.message !== "") console.error(error.message);
-    console.error(USAGE + ERASE_USAGE);
-    return EXIT_USAGE;
+/** Runs a checked command; `argument` is revoke's key_id or erase's log_id. */
+async function run(
+  firestore: Firestore,
+  [action, tenantId, argument]: [string, string, string],
+  values: Values,
+) {
+  const keys = createFirestoreApiKeys(firestore);
+  const dryRun = values["dry-run"] === true;
+  switch (action) {
+    case "create": {
+      const { key_id, label, key } = await keys.create(tenantId, values.label ?? "");
+      // The only time the secret exists outside the caller's hands: stdout, once.
+      print({ tenant_id: tenantId, key_id, label, api_key: key });
+      console.error(`Created key ${key_id} for tenant ${tenantId}; it is shown only once.`);
+      return 0;
+    }
+    case "list": {
+      const listed = await keys.list(tenantId);
+      print(listed.sort((a, b) => (a.created_at ?? "").localeCompare(b.created_at ?? "")));
+      return 0;
+    }
+    case "revoke": {
+      if (!(await keys.revoke(tenantId, argument))) {
+        console.error(`Tenant ${tenantId} has no key ${JSON.stringify(argument)}`);
+        return EXIT_FAILED;
+      }
+      print({ tenant_id: tenantId, key_id: argument, revoked: true });
+      return 0;
+    }
+    case "policy":
+      return runPolicy(firestore, tenantId, values);
+    case "settings":
+      return runSettings(firestore, tenantId, values);
   }
-  try {
-    return await run(command);
-  } catch (error) {
-    // Firestore errors name the project and the cause; they never contain a key.
-    console.error(`tenant ${command.action} failed: ${(error as Error).message ?? String(error)}`);
-    return EXIT_NOT_FOUND;
-  }
+  const erased =
+    action === "purge"
+      ? { documents: await purgeTenant(firestore, tenantId, dryRun) }
+      : {
+          log_id: argument,
+          documents: await eraseRecord(firestore, tenantId, argument, dryRun),
+        };
+  print({ tenant_id: tenantId, dry_run: dryRun, ...erased });
+  if (dryRun) console.error("Dry run: nothing was deleted.");
+  return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
+runCli(
+  "tenant",
+  USAGE,
+  { options: OPTIONS, allowPositionals: true },
+  async ({ values, positionals }) => {
+    const [action = "", tenant, argument, ...extra] = positionals;
+    const command = COMMANDS[action];
+    if (command === undefined) throw new UsageError(action && `Unknown command "${action}"`);
+    const tenantId = checkTenantId(tenant);
+    if (command.argument !== undefined && argument === undefined) {
+      throw new UsageError(`${action} needs a ${command.argument}`);
+    }
+    const unexpected = command.argument === undefined ? argument : extra[0];
+    if (unexpected !== undefined) throw new UsageError(`Unexpected argument "${unexpected}"`);
+    if (action === "erase" && !isLogId(argument)) {
+      throw new UsageError(`"${argument}" is not a valid log_id: ${LOG_ID_RULE}`);
+    }
+    const misplaced = Object.keys(values).find(
+      (name) => name !== "project" && name !== "help" && !command.options.includes(name),
+    );
+    if (misplaced !== undefined) throw new UsageError(`--${misplaced} does not go with ${action}`);
+    const label = values.label ?? "";
+    if (label.length > 200 || [...label].some((char) => char < " " || char === "\u007f")) {
+      throw new UsageError("--label must be at most 200 characters without control characters");
+    }
+    if (values.project !== undefined && !/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/.test(values.project)) {
+      throw new UsageError(`"${values.project}" is not a valid project id`);
+    }
+    const firestore = new Firestore({ projectId: projectOf(values.project) });
+    try {
+      return await run(firestore, [action, tenantId, argument ?? ""], values);
+    } finally {
+      await firestore.terminate();
+    }
   },
-  (error: unknown) => {
-    console.error(error);
-    process.exitCode = EXIT_NOT_FOUND;
-  },
+  EXIT_FAILED,
 );

@@ -20,7 +20,7 @@ async function tenantCli(project: string, args: readonly string[]) {
   try {
     const { stdout } = await run(
       process.execPath,
-      ["--import", "tsx", path.join(REPO_ROOT, "scripts", "tenant.ts"), ...args],
+      ["--import", "tsx", path.join(REPO_ROOT, "scripts", "operate", "tenant.ts"), ...args],
       { cwd: REPO_ROOT, timeout: 60_000, env: { ...process.env, GOOGLE_CLOUD_PROJECT: project } },
     );
     return { code: 0, output: JSON.parse(stdout) as Record<string, unknown> };

@@ -23,7 +23,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const tenantCli = (project: string, args: readonly string[]) =>
   promisify(execFile)(
     process.execPath,
-    ["--import", "tsx", path.join(REPO_ROOT, "scripts", "tenant.ts"), ...args],
+    ["--import", "tsx", path.join(REPO_ROOT, "scripts", "operate", "tenant.ts"), ...args],
     { cwd: REPO_ROOT, timeout: 60_000, env: { ...process.env, GOOGLE_CLOUD_PROJECT: project } },
   ).then(({ stdout }) => JSON.parse(stdout) as Record<string, unknown>);
 

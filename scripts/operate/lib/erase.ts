@@ -6,10 +6,8 @@
  * payload names it (those name no usable tenant in a field, so each payload is read).
  * delivery_attempts documents hold only message ids and counts: nothing of a tenant.
  */
-import { parseArgs } from "node:util";
-import { type DocumentReference, Firestore } from "@google-cloud/firestore";
+import type { DocumentReference, Firestore } from "@google-cloud/firestore";
 import { API_KEYS } from "../../../functions/src/lib/api-keys";
-import { LOG_ID_RULE, TENANT_ID_RULE, isLogId, isTenantId } from "../../../functions/src/lib/ids";
 import {
   DEAD_LETTERS,
   FAILED_LOGS,
@@ -18,12 +16,7 @@ import {
   processedLogPath,
   tenantSettingsPath,
 } from "../../../functions/src/lib/paths";
-
-export const ERASE_USAGE = `
-  npm run tenant -- purge <tenant> [--dry-run] [--project <project>]
-                                    erases all of the tenant's data; prints counts per collection
-  npm run tenant -- erase <tenant> <log_id> [--dry-run] [--project <project>]
-                                    erases one record (stored and failed); prints the paths`;
+import { countOf } from "./operator-cli";
 
 /** Whether a dead letter's payload (a record, or a message of records) names the tenant. */
 export function namesTenant(dataBase64: unknown, tenantId: string): boolean {
@@ -44,9 +37,7 @@ export async function purgeTenant(firestore: Firestore, tenantId: string, dryRun
   const count = async (ref: DocumentReference, name: string) => {
     const exists = (await ref.get()).exists;
     if (exists || name !== TENANTS) counts[name] = exists ? 1 : 0;
-    for (const sub of await ref.listCollections()) {
-      counts[sub.id] = (await sub.count().get()).data().count;
-    }
+    for (const sub of await ref.listCollections()) counts[sub.id] = await countOf(sub);
   };
   // tenants/{t} itself usually does not exist: only its subcollections (processed_logs, ...).
   await count(tenant, TENANTS);
@@ -89,40 +80,4 @@ export async function eraseRecord(
     await batch.commit();
   }
   return found.map((ref) => ref.path);
-}
-
-/** `purge` and `erase` of the tenant CLI: parses, runs, prints JSON. Returns the exit code. */
-export async function runEraseCommand(argv: readonly string[]): Promise<number> {
-  const options = { "dry-run": { type: "boolean" }, project: { type: "string" } } as const;
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...argv], options, allowPositionals: true });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${ERASE_USAGE}`);
-    return 2;
-  }
-  const [action, tenantId, logId, ...extra] = parsed.positionals;
-  const usage = (message: string) => (console.error(`${message}\n${ERASE_USAGE}`), 2);
-  if (!isTenantId(tenantId)) return usage(`${action} needs a tenant id: ${TENANT_ID_RULE}`);
-  if (action === "erase" && !isLogId(logId)) return usage(`erase needs a log_id: ${LOG_ID_RULE}`);
-  if (extra.length > 0 || (action === "purge" && logId !== undefined)) {
-    return usage("Unexpected argument");
-  }
-  const dryRun = parsed.values["dry-run"] === true;
-  const projectId =
-    parsed.values.project ?? process.env.GOOGLE_CLOUD_PROJECT ?? process.env.GCLOUD_PROJECT;
-  const firestore = new Firestore(projectId === undefined ? {} : { projectId });
-  try {
-    const result =
-      action === "purge"
-        ? { documents: await purgeTenant(firestore, tenantId, dryRun) }
-        : { log_id: logId, documents: await eraseRecord(firestore, tenantId, logId ?? "", dryRun) };
-    process.stdout.write(
-      `${JSON.stringify({ tenant_id: tenantId, dry_run: dryRun, ...result })}\n`,
-    );
-    if (dryRun) console.error("Dry run: nothing was deleted.");
-    return 0;
-  } finally {
-    await firestore.terminate();
-  }
 }

@@ -5,7 +5,7 @@
  * letter acked, only once each of its records is found stored with its own text; anything else
  * stays where it is and counts as still failing.
  */
-import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type DocumentReference, type Firestore, Timestamp } from "@google-cloud/firestore";
 import { type PubSub, v1 } from "@google-cloud/pubsub";
 import {
@@ -16,6 +16,20 @@ import {
 import { FAILED_LOGS, TENANTS, processedLogPath } from "../../../functions/src/lib/paths";
 import type { MessagePublisher } from "../../../functions/src/lib/publisher";
 import type { PipelineRecord, Validators } from "../../../functions/src/lib/schema";
+import type { FailureReason } from "../../../functions/src/lib/store";
+import { tenantIds } from "./operator-cli";
+import { sha256Hex } from "./reconcile";
+
+// A record keyed by the union, so the compiler notices a reason added to the worker.
+const REASONS: Record<FailureReason, true> = {
+  invalid_message: true,
+  invalid_record: true,
+  expired: true,
+  log_id_conflict: true,
+  rejected_by_store: true,
+  retries_exhausted: true,
+};
+export const FAILURE_REASONS: readonly string[] = Object.keys(REASONS);
 
 /** Reasons whose record itself fails the pipeline schema: a replay would fail the same way. */
 const NOT_REPLAYABLE = new Set(["invalid_record", "invalid_message"]);
@@ -42,22 +56,11 @@ export interface ItemResult {
   readonly why?: string;
 }
 
-export interface ReplayDeps {
-  readonly firestore: Firestore;
-  readonly publisher: MessagePublisher;
-  readonly dryRun: boolean;
-  /** Longest wait for a chunk's published records to appear in processed_logs. */
-  readonly waitMs: number;
-  readonly pollMs?: number;
-}
-
-const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
 const storedKey = (record: PipelineRecord) => processedLogPath(record.tenant_id, record.log_id);
 
 /** The text hash stored under each record's processed path (null: absent). */
 async function storedShas(firestore: Firestore, paths: readonly string[]) {
-  const unique = [...new Set(paths)];
-  const refs = unique.map((path) => firestore.doc(path));
+  const refs = [...new Set(paths)].map((path) => firestore.doc(path));
   const snapshots = refs.length === 0 ? [] : await firestore.getAll(...refs);
   return new Map(
     snapshots.map((snapshot) => [
@@ -67,50 +70,58 @@ async function storedShas(firestore: Firestore, paths: readonly string[]) {
   );
 }
 
-/** Replays one chunk of items: pre-check, publish what is absent, wait, settle what is stored. */
+/**
+ * Replays one chunk of items: pre-check, publish what is absent, wait (at most `waitMs`) until it
+ * is stored, settle what is stored.
+ */
 export async function replayChunk(
   items: readonly ReplayItem[],
-  deps: ReplayDeps,
+  deps: { firestore: Firestore; publisher: MessagePublisher; dryRun: boolean; waitMs: number },
 ): Promise<ItemResult[]> {
-  const { firestore } = deps;
+  const { firestore, dryRun } = deps;
   const replayable = items.filter((item) => item.problem === undefined);
   const keys = replayable.flatMap((item) => item.records.map(storedKey));
   const before = await storedShas(firestore, keys);
-  const absent = (item: ReplayItem) => item.records.some((r) => !before.get(storedKey(r)));
-  const toPublish = replayable.filter(absent);
+  const absent = (record: ReplayRecord) => !before.get(storedKey(record));
+  const toPublish = dryRun ? [] : replayable.filter((item) => item.records.some(absent));
   const unpublished = new Map<ReplayItem, string>();
-  if (!deps.dryRun) {
-    const published = await Promise.allSettled(
-      toPublish.map((item) => deps.publisher.publish(item.message.data, item.message.attributes)),
-    );
-    published.forEach((result, index) => {
-      if (result.status === "rejected") {
-        unpublished.set(toPublish[index] as ReplayItem, (result.reason as Error).message);
-      }
-    });
-  }
+  await Promise.all(
+    toPublish.map((item) =>
+      deps.publisher
+        .publish(item.message.data, item.message.attributes)
+        .catch((error: Error) => unpublished.set(item, error.message)),
+    ),
+  );
   const awaited = toPublish
     .filter((item) => !unpublished.has(item))
-    .flatMap((item) => item.records.filter((r) => !before.get(storedKey(r))));
-  const after = deps.dryRun ? before : await waitForStored(firestore, awaited, deps);
+    .flatMap((item) => item.records.filter(absent));
+  const deadline = Date.now() + deps.waitMs;
+  let after = before;
+  while (awaited.length > 0) {
+    after = await storedShas(firestore, awaited.map(storedKey));
+    const stored = awaited.every((record) => after.get(storedKey(record)) === record.sha256);
+    if (stored || Date.now() >= deadline) break;
+    await sleep(500);
+  }
 
-  const outcomeOf = (item: ReplayItem, record: ReplayRecord): [Outcome, string?] => {
+  const judge = (item: ReplayItem, record: ReplayRecord): [Outcome, string?] => {
+    if (item.problem !== undefined) return ["still_failing", item.problem];
     const stored = before.get(storedKey(record));
     if (stored === record.sha256) return ["already_stored"];
     if (stored)
       return ["still_failing", "another text is stored under this log_id: erase it first"];
-    if (deps.dryRun || after.get(storedKey(record)) === record.sha256) return ["replayed"];
+    if (dryRun || after.get(storedKey(record)) === record.sha256) return ["replayed"];
     return ["still_failing", unpublished.get(item) ?? `not stored within ${deps.waitMs / 1000} s`];
   };
   return Promise.all(
     items.map(async (item): Promise<ItemResult> => {
+      // An item without readable records counts once, as still failing.
       const judged: [Outcome, string?][] =
-        item.problem !== undefined
-          ? item.records.map(() => ["still_failing", item.problem])
-          : item.records.map((record) => outcomeOf(item, record));
-      if (judged.length === 0) judged.push(["still_failing", item.problem]);
+        item.records.length > 0
+          ? item.records.map((record) => judge(item, record))
+          : [["still_failing", item.problem]];
       const whys = [...new Set(judged.flatMap(([, why]) => (why ? [why] : [])))];
-      if (!deps.dryRun && whys.length === 0) await item.settle();
+      if (!dryRun && whys.length === 0) await item.settle();
       return {
         label: item.label,
         outcomes: judged.map(([outcome]) => outcome),
@@ -120,48 +131,20 @@ export async function replayChunk(
   );
 }
 
-/** Polls until every record is stored with its text, or the wait is over. */
-async function waitForStored(
-  firestore: Firestore,
-  records: readonly ReplayRecord[],
-  deps: ReplayDeps,
-) {
-  const deadline = Date.now() + deps.waitMs;
-  for (;;) {
-    const found = await storedShas(firestore, records.map(storedKey));
-    const done = records.every((record) => found.get(storedKey(record)) === record.sha256);
-    if (done || Date.now() >= deadline) return found;
-    await new Promise((resolve) => setTimeout(resolve, deps.pollMs ?? 500));
-  }
-}
-
-export interface FailureFilters {
-  readonly tenants: readonly string[];
-  readonly reasons: readonly string[];
-  /** Bounds on failed_at, the time the worker recorded the failure. */
-  readonly since?: Date;
-  readonly until?: Date;
-}
-
-/** The failure entries the filters select (every tenant when none is named). */
+/** The failure entries the filters select (every tenant when none is named; failed_at bounds). */
 export async function selectFailures(
   firestore: Firestore,
-  filters: FailureFilters,
+  filters: { tenants: readonly string[]; reasons: readonly string[]; since?: Date; until?: Date },
 ): Promise<DocumentReference[]> {
-  const tenants =
-    filters.tenants.length > 0
-      ? filters.tenants
-      : (await firestore.collection(TENANTS).listDocuments()).map((ref) => ref.id);
+  const tenants = filters.tenants.length > 0 ? filters.tenants : await tenantIds(firestore);
   const selected: DocumentReference[] = [];
   for (const tenant of tenants) {
-    // Filtered here, not in the query: no composite index needed, and failures are few.
-    const query = firestore.collection(`${TENANTS}/${tenant}/${FAILED_LOGS}`);
-    const snapshot = await query.select("reason", "failed_at").get();
-    for (const doc of snapshot.docs) {
+    // Filtered here: failed_at is exempt from indexing, and failures are few.
+    const collection = firestore.collection(`${TENANTS}/${tenant}/${FAILED_LOGS}`);
+    for (const doc of (await collection.select("reason", "failed_at").get()).docs) {
       const failedAt = (doc.get("failed_at") as Timestamp | null)?.toMillis() ?? 0;
-      if (filters.reasons.length > 0 && !filters.reasons.includes(doc.get("reason") as string)) {
-        continue;
-      }
+      const reason = doc.get("reason") as string;
+      if (filters.reasons.length > 0 && !filters.reasons.includes(reason)) continue;
       if (filters.since && failedAt < filters.since.getTime()) continue;
       if (filters.until && failedAt >= filters.until.getTime()) continue;
       selected.push(doc.ref);
@@ -182,38 +165,32 @@ export async function failureItems(
     .filter((snapshot) => snapshot.exists)
     .map((snapshot) => {
       const entry = snapshot.data() ?? {};
-      const receivedAt = entry.received_at as Timestamp | null;
       const record = {
         tenant_id: entry.tenant_id as string,
         log_id: entry.log_id as string,
         source: entry.source,
         text: entry.original_text,
-        received_at: receivedAt?.toDate().toISOString(),
+        received_at: (entry.received_at as Timestamp | null)?.toDate().toISOString(),
       };
-      const settle = () => snapshot.ref.delete().then(() => undefined);
-      const unreplayable = (problem: string): ReplayItem => ({
+      const item = {
         label: snapshot.ref.path,
         records: [],
         message: { data: Buffer.alloc(0), attributes: {} },
-        problem,
-        settle,
-      });
+        settle: () => snapshot.ref.delete().then(() => undefined),
+      };
       if (NOT_REPLAYABLE.has(entry.reason as string)) {
-        return unreplayable(
-          `${entry.reason}: the record fails the pipeline schema; a replay fails the same way`,
-        );
+        const problem = "the record fails the pipeline schema; a replay fails the same way";
+        return { ...item, problem: `${entry.reason}: ${problem}` };
       }
       if (!validators.pipelineRecord(record)) {
-        return unreplayable(
-          "the entry does not keep a complete, valid record (text, source, time)",
-        );
+        const problem = "the entry does not keep a complete, valid record (text, source, time)";
+        return { ...item, problem };
       }
       const encoded = encodeRecord(record, maxMessageBytes);
       return {
-        label: snapshot.ref.path,
-        records: [{ ...record, sha256: sha256(record.text) }],
+        ...item,
+        records: [{ ...record, sha256: sha256Hex(record.text) }],
         message: { data: encodeMessage([encoded]), attributes: messageAttributes([encoded]) },
-        settle,
       };
     });
 }
@@ -263,12 +240,9 @@ export class DeadLetterQueue {
       data: Buffer.from(entry.message?.data ?? ""),
       attributes: { ...(entry.message?.attributes ?? {}) },
     }));
-    if (received.length > 0)
-      await this.lease(
-        received.map((m) => m.ackId),
-        600,
-      );
-    received.forEach((m) => this.leased.add(m.ackId));
+    const ackIds = received.map((m) => m.ackId);
+    if (ackIds.length > 0) await this.lease(ackIds, 600);
+    ackIds.forEach((ackId) => this.leased.add(ackId));
     const fresh = received.filter((m) => !this.seen.has(m.messageId));
     fresh.forEach((m) => this.seen.add(m.messageId));
     return fresh;
@@ -314,29 +288,18 @@ export function deadLetterItem(
   );
   return {
     label: `dead letter ${message.messageId}`,
-    records: records.map((record) => ({ ...record, sha256: sha256(record.text) })),
+    records: records.map((record) => ({ ...record, sha256: sha256Hex(record.text) })),
     message: { data: message.data, attributes },
-    ...(items.length === 0 || records.length < items.length
-      ? {
-          problem: "not a pipeline message the worker can read: inspect it, nothing is republished",
-        }
-      : {}),
+    problem:
+      items.length === 0 || records.length < items.length
+        ? "not a pipeline message the worker can read: inspect it, nothing is republished"
+        : undefined,
     settle: () => queue.ack(message.ackId),
   };
 }
 
-export interface ReplaySummary {
-  readonly replayed: number;
-  readonly already_stored: number;
-  readonly still_failing: number;
-}
-
-export function summarise(results: readonly ItemResult[]): ReplaySummary {
-  const outcomes = results.flatMap((result) => result.outcomes);
-  const count = (outcome: Outcome) => outcomes.filter((o) => o === outcome).length;
-  return {
-    replayed: count("replayed"),
-    already_stored: count("already_stored"),
-    still_failing: count("still_failing"),
-  };
+export function summarise(results: readonly ItemResult[]): Record<Outcome, number> {
+  const summary = { replayed: 0, already_stored: 0, still_failing: 0 };
+  results.forEach((result) => result.outcomes.forEach((outcome) => summary[outcome]++));
+  return summary;
 }

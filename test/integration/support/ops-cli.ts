@@ -6,7 +6,7 @@ import { REPO_ROOT } from "../../../scripts/local/lib/emulators";
 /** Runs one of the repository's CLIs in its own process; its exit code and stdout. */
 export function runCli(script: string, args: readonly string[]) {
   return new Promise<{ code: number; stdout: string; json: Record<string, unknown> }>((resolve) => {
-    const argv = ["--import", "tsx", path.join(REPO_ROOT, "scripts", script), ...args];
+    const argv = ["--import", "tsx", path.join(REPO_ROOT, "scripts", "operate", script), ...args];
     execFile(process.execPath, argv, { cwd: REPO_ROOT, timeout: 120_000 }, (error, stdout) => {
       const last = stdout.trim().split("\n").pop() ?? "";
       const json = last.startsWith("{") ? (JSON.parse(last) as Record<string, unknown>) : {};

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { compileValidators } from "../../../../functions/src/lib/schema";
 import { namesTenant } from "../../../../scripts/operate/lib/erase";
-import { deployConfigValue } from "../../../../scripts/operate/lib/ops-target";
+import { deployConfigValue } from "../../../../scripts/operate/lib/operator-cli";
 import {
   type DeadLetterQueue,
   deadLetterItem,
