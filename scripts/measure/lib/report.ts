@@ -37,28 +37,8 @@ export interface SeriesPoint {
   readonly value: number | null;
 }
 
-/** What one function cost per accepted record in a phase, and its tail-latency candidates. */
-export interface FunctionCost {
-  readonly logBytesPerRecord: number;
-  readonly logLinesPerRecord: number;
-  readonly cpuMsPerRecord: number;
-  /** Event-loop delay over the phase's diagnostics windows, ms: the worst window's p99, max. */
-  readonly eventLoopDelayP99: number | undefined;
-  readonly eventLoopDelayMax: number | undefined;
-  readonly gcPauses: number;
-  readonly gcPauseMs: number;
-  readonly gcPauseMaxMs: number;
-}
-
-export interface PhaseCost {
-  readonly phase: string;
-  /** Most requests due (or sent) and not yet answered at one time. */
-  readonly mostOutstanding: number;
-  readonly ingest: FunctionCost;
-  readonly worker: FunctionCost;
-  /** Share of the phase some task waited for a core (PSI); undefined where unavailable. */
-  readonly cpuPressure: number | undefined;
-}
+export type PhaseCost = ReturnType<typeof phaseCosts>[number];
+type FunctionCost = PhaseCost["ingest"];
 
 export interface BenchResult {
   readonly runId: string;
@@ -105,17 +85,18 @@ export function phaseCosts(input: {
     Record<"ingest" | "worker", Pick<FunctionLog, "between" | "diagnostics">>
   >;
   readonly cpuPressure: (from: number, to: number) => number | undefined;
-}): PhaseCost[] {
+}) {
   return input.phases.map((phase) => {
     const { from, to } = phase.window;
     const records = Math.max(1, phase.acceptedRecords);
-    const cost = (name: "ingest" | "worker"): FunctionCost => {
+    const cost = (name: "ingest" | "worker") => {
       const log = input.logs[name];
       const written = log.between(from, to);
       const windows = log.diagnostics.filter((d) => d.t > from && d.t <= to).map((d) => d.fields);
       const all = (field: string) => windows.flatMap((fields) => fields[field] ?? []);
       const worst = (field: string) =>
         all(field).length > 0 ? Math.max(...all(field)) : undefined;
+      // Event-loop delay over the phase's diagnostics windows: the worst window's p99, and max.
       return {
         logBytesPerRecord: written.bytes / records,
         logLinesPerRecord: written.lines / records,
@@ -129,9 +110,11 @@ export function phaseCosts(input: {
     };
     return {
       phase: phase.name,
+      // Most requests due (or sent) and not yet answered at one time.
       mostOutstanding: mostOutstanding(input.requests.filter((r) => r.phase === phase.name)),
       ingest: cost("ingest"),
       worker: cost("worker"),
+      // Share of the phase some task waited for a core (PSI); undefined where unavailable.
       cpuPressure: input.cpuPressure(from, to),
     };
   });
@@ -158,18 +141,9 @@ export function buildSeries(input: {
   }
   for (let t = 0; t <= Math.max(-1, ...bySecond.keys()); t += 1) {
     const requests = bySecond.get(t) ?? [];
-    add(
-      t,
-      "throughput",
-      "offered (due)",
-      requests.reduce((sum, r) => sum + r.records, 0),
-    );
-    add(
-      t,
-      "throughput",
-      "accepted",
-      requests.reduce((sum, r) => sum + r.accepted, 0),
-    );
+    const sum = (key: "records" | "accepted") => requests.reduce((total, r) => total + r[key], 0);
+    add(t, "throughput", "offered (due)", sum("records"));
+    add(t, "throughput", "accepted", sum("accepted"));
     const latency = summarize(requests.filter((r) => r.status !== null).map((r) => r.latencyMs));
     for (const p of ["p50", "p99", "max"] as const) add(t, "latency", p, latency?.[p]);
   }
@@ -231,12 +205,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
       (p) => p.processes.find((proc) => proc.name === "worker")?.peakRssBytes ?? 0,
     ),
   );
-  type Verdict = NonNullable<BenchResult["targets"]>[number];
-  const verdict = (target: string, met: boolean, evidence: string): Verdict => ({
-    target,
-    met,
-    evidence,
-  });
+  const verdict = (target: string, met: boolean, evidence: string) => ({ target, met, evidence });
   const singleMet = (s: PhaseResult) =>
     s.acceptedRecordsPerSecond >= 0.97 * target && s.storedPerSecondDuringLoad >= 0.95 * target;
   const drainText = (p: PhaseResult) =>
@@ -281,7 +250,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
         workerPeak <= 256 * MIB,
         `worker peak RSS ${fmt(workerPeak / MIB)} MiB (sampled every 0.5 s)`,
       ),
-  ].filter((item): item is Verdict => typeof item === "object");
+  ].filter((item) => typeof item === "object");
 }
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -307,6 +276,8 @@ function tailTable(result: BenchResult): string | undefined {
   const phaseMs = single.loadSeconds * 1000 + single.drainMs;
   const gc = (f: FunctionCost) =>
     `${f.gcPauses} pauses, ${fmt(f.gcPauseMs)} ms (${fmt((100 * f.gcPauseMs) / phaseMs)} % of the phase), longest ${fmt(f.gcPauseMaxMs)} ms`;
+  const loopDelay = (f: FunctionCost) =>
+    `${fmt(f.eventLoopDelayP99)} / ${fmt(f.eventLoopDelayMax)}`;
   const cpu = (name: string) => {
     const proc = single.processes.find((p) => p.name === name);
     return `${fmt(proc?.cpuShare)} / ${fmt(proc?.peakCpuShare)}`;
@@ -319,14 +290,8 @@ function tailTable(result: BenchResult): string | undefined {
       ["ingest / broker at p50", ratio("p50")],
       ["ingest / broker at p99", ratio("p99")],
       ["ingest / broker at p99.9", ratio("p999")],
-      [
-        "event-loop delay, ingest: worst window p99 / max ms",
-        `${fmt(cost.ingest.eventLoopDelayP99)} / ${fmt(cost.ingest.eventLoopDelayMax)}`,
-      ],
-      [
-        "event-loop delay, worker: worst window p99 / max ms",
-        `${fmt(cost.worker.eventLoopDelayP99)} / ${fmt(cost.worker.eventLoopDelayMax)}`,
-      ],
+      ["event-loop delay, ingest: worst window p99 / max ms", loopDelay(cost.ingest)],
+      ["event-loop delay, worker: worst window p99 / max ms", loopDelay(cost.worker)],
       ["GC pauses, ingest", gc(cost.ingest)],
       ["GC pauses, worker", gc(cost.worker)],
       ["machine CPU busy, cores", `${fmt(single.machineCpuShare)} of ${result.machine.nproc}`],
@@ -424,78 +389,68 @@ const CHARTS = {
   memory: ["Resident memory per process", "MiB"],
 } as const;
 
+const PERCENTILES = { p50: "p50", p90: "p90", p99: "p99", p999: "p99.9", max: "max" } as const;
+
 /** The page's charts as one Vega-Lite spec: four panels over time, then the knee. */
 export function chartSpec(result: BenchResult): TopLevelSpec {
-  const bands = result.segments.map((s, index) => ({
+  const bands = result.segments.map((s, i) => ({
     ...s,
     from: s.from / 1000,
     to: s.to / 1000,
-    shade: index % 2,
+    shade: i % 2,
   }));
   // One time axis for every panel: the run, from its first second to its last.
   const end = Math.max(0, ...bands.map((band) => band.to), ...result.series.map((p) => p.t));
-  const x = {
-    field: "t",
-    type: "quantitative",
-    title: "seconds since start",
-    scale: { domain: [0, Math.ceil(end)], nice: false },
-  };
-  // A panel without data would have no size: only those with data are drawn.
-  const charted = new Set(result.series.map((point) => point.chart));
-  const overTime = Object.entries(CHARTS)
-    .filter(([chart]) => charted.has(chart as SeriesPoint["chart"]))
-    .map(([chart, [title, unit]]) => ({
+  const scale = { domain: [0, Math.ceil(end)], nice: false };
+  const x = { field: "t", type: "quantitative", title: "seconds since start", scale };
+  const shade = { range: ["#f3f3f3", "#e8eef7"] };
+  const label = { type: "text", align: "left", baseline: "top", dx: 2, fontSize: 8, color: "#666" };
+  const phaseBands = [
+    {
+      mark: "rect",
+      encoding: {
+        x: { ...x, field: "from" },
+        x2: { field: "to" },
+        color: { field: "shade", type: "nominal", scale: shade, legend: null },
+      },
+    },
+    {
+      mark: label,
+      encoding: { x: { ...x, field: "from" }, y: { value: 2 }, text: { field: "name" } },
+    },
+  ].map((layer) => ({ data: { values: bands }, ...layer }));
+  /** A panel of one chart's lines over the run, on the phases' bands. */
+  const overTime = (chart: SeriesPoint["chart"], title: string, unit: string) => {
+    // A zero latency (no answer in that second) has no place on a log scale.
+    const values = result.series.filter(
+      (p) => p.chart === chart && (chart !== "latency" || p.value !== 0),
+    );
+    const y = {
+      field: "value",
+      type: "quantitative",
+      title: unit,
+      scale: { type: chart === "latency" ? "log" : "linear" },
+    };
+    const color = { field: "series", type: "nominal", title: null };
+    const lines = {
+      data: { values },
+      mark: { type: "line", strokeWidth: 1.2 },
+      encoding: { x, y, color },
+    };
+    return {
       title,
       width: 1000,
       height: 200,
       resolve: { scale: { color: "independent" } },
-      layer: [
-        {
-          data: { values: bands },
-          mark: "rect",
-          encoding: {
-            x: { ...x, field: "from" },
-            x2: { field: "to" },
-            color: {
-              field: "shade",
-              type: "nominal",
-              scale: { range: ["#f3f3f3", "#e8eef7"] },
-              legend: null,
-            },
-          },
-        },
-        {
-          data: { values: bands },
-          mark: { type: "text", align: "left", baseline: "top", dx: 2, fontSize: 8, color: "#666" },
-          encoding: { x: { ...x, field: "from" }, y: { value: 2 }, text: { field: "name" } },
-        },
-        {
-          data: {
-            values: result.series.filter(
-              (p) => p.chart === chart && (chart !== "latency" || p.value !== 0),
-            ),
-          },
-          mark: { type: "line", strokeWidth: 1.2 },
-          encoding: {
-            x,
-            y: {
-              field: "value",
-              type: "quantitative",
-              title: unit,
-              scale: { type: chart === "latency" ? "log" : "linear" },
-            },
-            color: { field: "series", type: "nominal", title: null },
-          },
-        },
-      ],
-    }));
-  const percentiles = { p50: "p50", p90: "p90", p99: "p99", p999: "p99.9", max: "max" } as const;
+      layer: [...phaseBands, lines],
+    };
+  };
   const kneePoints = (source: string, offered: number, latency: Summary | undefined) =>
-    Object.entries(percentiles).map(([key, percentile]) => ({
+    Object.entries(PERCENTILES).map(([key, percentile]) => ({
       source,
       offered,
       percentile,
-      ms: latency?.[key as keyof typeof percentiles] ?? 0,
+      ms: latency?.[key as keyof typeof PERCENTILES] ?? 0,
     }));
   const knee = [
     ...result.phases
@@ -505,29 +460,32 @@ export function chartSpec(result: BenchResult): TopLevelSpec {
       c.offeredRate === undefined ? [] : kneePoints("broker publish-ack", c.offeredRate, c.latency),
     ),
   ].filter((point) => point.ms > 0);
+  const kneePanel = {
+    title:
+      "The knee: single-record latency against offered rate (a point a phase; broker: a trivial publisher, same run)",
+    width: 1000,
+    height: 260,
+    data: { values: knee },
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "offered", type: "quantitative", title: "offered records/s" },
+      y: { field: "ms", type: "quantitative", title: "ms (log)", scale: { type: "log" } },
+      color: { field: "percentile", type: "nominal", sort: Object.values(PERCENTILES) },
+      shape: { field: "source", type: "nominal", title: null },
+      detail: { field: "source" },
+    },
+  };
+  // A panel without data would have no size: only those with data are drawn.
+  const charted = new Set(result.series.map((point) => point.chart));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     background: "white",
     config: { font: "DejaVu Sans" },
     vconcat: [
-      ...overTime,
-      ...[knee]
-        .filter((points) => points.length > 0)
-        .map((values) => ({
-          title:
-            "The knee: single-record latency against offered rate (a point a phase; broker: a trivial publisher, same run)",
-          width: 1000,
-          height: 260,
-          data: { values },
-          mark: { type: "line", point: true },
-          encoding: {
-            x: { field: "offered", type: "quantitative", title: "offered records/s" },
-            y: { field: "ms", type: "quantitative", title: "ms (log)", scale: { type: "log" } },
-            color: { field: "percentile", type: "nominal", sort: Object.values(percentiles) },
-            shape: { field: "source", type: "nominal", title: null },
-            detail: { field: "source" },
-          },
-        })),
+      ...Object.entries(CHARTS)
+        .filter(([chart]) => charted.has(chart as SeriesPoint["chart"]))
+        .map(([chart, [title, unit]]) => overTime(chart as SeriesPoint["chart"], title, unit)),
+      ...(knee.length > 0 ? [kneePanel] : []),
     ],
   } as TopLevelSpec;
 }
