@@ -97,9 +97,6 @@ export class FunctionLog {
   }
 }
 
-/** The worker's log as the bench's phases count stored records with it. */
-export type StoredCounter = FunctionLog;
-
 function fileSize(file: string): number {
   try {
     return fs.statSync(file).size;

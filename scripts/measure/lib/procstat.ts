@@ -21,15 +21,7 @@ export interface ProcSample {
   readonly rss: Readonly<Record<string, number>>;
 }
 
-export interface ProcTotals {
-  readonly name: string;
-  /** CPU time used in the window, ms, and its mean and peak in cores. */
-  readonly cpuMs: number;
-  readonly cpuShare: number;
-  readonly peakCpuShare: number;
-  /** Largest RSS sampled in the window. */
-  readonly peakRssBytes: number;
-}
+export type ProcTotals = ReturnType<ProcSampler["totals"]>[number];
 
 function machineBusyMs(): number {
   return os
@@ -138,11 +130,12 @@ export class ProcSampler {
   }
 
   /** Per-process totals over samples with fromMs < t <= toMs (sampler clock). */
-  totals(fromMs = 0, toMs = Infinity): ProcTotals[] {
+  totals(fromMs = 0, toMs = Infinity) {
     const window = this.window(fromMs, toMs);
     return Object.keys(this.targets).map((name) => {
       const shares = window.flatMap((sample) => sample.cpu[name] ?? []);
       const used = window.flatMap((sample) => sample.cpuMs[name] ?? []);
+      // CPU time used in the window, its mean and peak in cores, the largest RSS sampled.
       return {
         name,
         cpuMs: used.length > 1 ? (used.at(-1) as number) - (used[0] as number) : 0,

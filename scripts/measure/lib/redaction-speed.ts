@@ -13,18 +13,7 @@ import { median } from "./stats";
 
 type Redact = (text: string) => { readonly text: string };
 
-export interface RedactionSpeedResult {
-  readonly corpus: string;
-  readonly lines: number;
-  readonly megabytes: number;
-  readonly implementations: readonly {
-    readonly name: string;
-    readonly mbPerSecond: readonly number[];
-    readonly medianMbPerSecond: number;
-  }[];
-  /** Median of the current implementation over the baseline's, when there is one. */
-  readonly ratio: number | undefined;
-}
+export type RedactionSpeedResult = Awaited<ReturnType<typeof measureRedactionSpeed>>[number];
 
 export async function measureRedactionSpeed(options: {
   /** A module exporting `redact(text)`, timed beside the current implementation. */
@@ -32,7 +21,7 @@ export async function measureRedactionSpeed(options: {
   /** Timed rounds per implementation and corpus (after two warm-up rounds). */
   readonly rounds: number;
   readonly lines: number;
-}): Promise<RedactionSpeedResult[]> {
+}) {
   const implementations: { name: string; redact: Redact }[] = [
     { name: "current", redact: (text) => redact(text) },
   ];
@@ -74,6 +63,7 @@ export async function measureRedactionSpeed(options: {
       lines: lines.length,
       megabytes: Math.round(megabytes * 100) / 100,
       implementations: measured,
+      // Median of the current implementation over the baseline's, when there is one.
       ratio: current !== undefined && baseline ? current / baseline : undefined,
     };
   });
