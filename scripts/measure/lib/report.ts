@@ -5,6 +5,8 @@
  * self-contained HTML page (no script, no fetch: it opens offline) and rendered to PNG by resvg.
  */
 import { Resvg } from "@resvg/resvg-js";
+import { spawnSync } from "node:child_process";
+import os from "node:os";
 import * as vega from "vega";
 import * as vegaLite from "vega-lite";
 import type { TopLevelSpec } from "vega-lite";
@@ -16,16 +18,29 @@ import type { ProcSample } from "./procstat";
 import type { RedactionSpeedResult } from "./redaction-speed";
 import { round, summarize, type Summary } from "./stats";
 
-export interface MachineInfo {
-  readonly date: string;
-  readonly hostname: string;
-  readonly nproc: number;
-  readonly cpuModel: string;
-  readonly memory: string;
-  readonly node: string;
-  readonly java: string;
-  readonly os: string;
-  readonly loadAverageAtStart: readonly number[];
+export type MachineInfo = ReturnType<typeof machineInfo>;
+
+export const loadAverage = () => os.loadavg().map((value) => Math.round(value * 100) / 100);
+
+/** The machine a run measured, for every figure to be read against. */
+export function machineInfo() {
+  // stdout and stderr both (java -version prints to stderr); "" when it cannot run.
+  const run = (command: string, args: string[]) => {
+    const result = spawnSync(command, args, { encoding: "utf8", timeout: 5_000 });
+    return result.error === undefined ? `${result.stdout ?? ""}${result.stderr ?? ""}`.trim() : "";
+  };
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    hostname: os.hostname(),
+    nproc: Number(run("nproc", [])) || cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    memory: run("free", ["-h"]).split("\n")[1]?.replace(/\s+/g, " ") ?? "",
+    node: process.version,
+    java: run("java", ["-version"]).split("\n")[0] ?? "",
+    os: `${os.type()} ${os.release()}`,
+    loadAverageAtStart: loadAverage(),
+  };
 }
 
 /** One value of one line of one chart over time: the charts' data, in Vega-Lite's long form. */
@@ -181,7 +196,8 @@ const latencyText = (l: Summary | undefined) =>
     : `p50 ${fmt(l.p50)} ms, p90 ${fmt(l.p90)}, p99 ${fmt(l.p99)}, p99.9 ${fmt(l.p999)}, ` +
       `max ${fmt(l.max)}`;
 
-const rates = (p: PhaseResult) =>
+/** A phase in one line: the run logs it, a target cites it. */
+export const phaseRates = (p: PhaseResult) =>
   `offered ${fmt(p.offeredRecordsPerSecond)}/s, accepted ${fmt(p.acceptedRecordsPerSecond)}/s, ` +
   `stored ${fmt(p.storedPerSecondEndToEnd)}/s end to end, drain ${fmt(p.drainMs / 1000)} s, ` +
   reconcileText(p);
@@ -215,7 +231,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
       verdict(
         `Single-record path sustains >= ${fmt(target)} records/s (${result.singleTarget.basis}) end to end with zero loss`,
         singleMet(single) && drained(single) && clean(single),
-        rates(single),
+        phaseRates(single),
       ),
     single &&
       verdict(
@@ -241,7 +257,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
         verdict(
           `Batch path (${pathLabel(batch)}) stores >= 5,000 records/s end to end`,
           batch.storedPerSecondEndToEnd >= 5_000 && batch.drained && clean(batch),
-          rates(batch),
+          phaseRates(batch),
         ),
       ),
     workerPeak > 0 &&
