@@ -220,7 +220,6 @@ async function main(): Promise<void> {
         "bench (load client)": () => process.pid,
       },
       origin,
-      500,
     );
     sampler.start();
     const logs = {
@@ -277,15 +276,13 @@ async function main(): Promise<void> {
         concurrency: 16,
         reconcile,
       });
-    const batchPhases = productPhases.flatMap((name) => {
-      const encoding = BATCH_ENCODING[name];
-      return encoding === undefined ? [] : [{ name, encoding }];
-    });
 
     log("Warm-up (not reported): both JVMs and both functions on their real paths");
     await single("warmup", 300, 10, false);
-    for (const { name, encoding } of batchPhases)
-      await batch(`warmup-${name}`, encoding, 2_000, 4, false);
+    for (const name of productPhases) {
+      const encoding = BATCH_ENCODING[name];
+      if (encoding !== undefined) await batch(`warmup-${name}`, encoding, 2_000, 4, false);
+    }
 
     const measured: ceilings.CeilingResult[] = [];
     const ceilingOptions = {

@@ -15,7 +15,6 @@ import {
   emulatorFirestore,
   freePort,
   sleep,
-  waitUntilReady,
 } from "../../local/lib/emulators";
 import { FRAMEWORK_MAIN } from "../../local/lib/stack";
 import { latencyHistogram, ratePerSecond, recordMs, summaryOf, type Summary } from "./stats";
@@ -209,14 +208,14 @@ async function frameworkReceiver(logDir: string): Promise<PushReceiver> {
     env: childEnv({ PORT: String(port), K_SERVICE: "noop" }),
     cwd: source,
     logFile,
+    ready: { host: LOOPBACK, port, timeoutMs: 30_000 },
   });
   const stop = async () => {
     await noop.stop();
     fs.rmSync(source, { recursive: true, force: true });
   };
   try {
-    noop.start();
-    await waitUntilReady({ host: LOOPBACK, port, timeoutMs: 30_000, process: noop });
+    await noop.start();
   } catch (error) {
     await stop();
     throw error;

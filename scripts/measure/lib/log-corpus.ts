@@ -1,13 +1,8 @@
 /**
- * Realistic log lines with nothing personal in them, written by this project in the shapes real
- * systems print: web access logs, syslog, JSON application logs, Java and Node stack traces,
- * metrics lines, HDFS, Kubernetes, database and proxy logs. Their numbers are the ones that
- * trip redaction: timestamps with thread ids, 10-digit sequence numbers and counters, metric
- * runs, bracketed task ids, block ids, UUIDs, hashes, versions, ports and IP addresses (which
- * the default policy keeps). Deterministic for a seed.
- *
- * Used by the precision test (test/unit/lib/redaction-precision.test.ts) and by the redaction
- * speed phase of `npm run bench`.
+ * Realistic log lines with nothing personal in them, in the shapes real systems print (access
+ * logs, syslog, JSON, stack traces, metrics, HDFS, Kubernetes, databases, proxies), full of the
+ * numbers that trip redaction: sequence numbers, ids, hashes, versions, ports, IP addresses.
+ * Deterministic for a seed; for the redaction precision test and the bench's redaction speed.
  */
 import { seededRandom } from "./payloads";
 

@@ -1,9 +1,8 @@
 /**
- * A function's log followed as it grows: the bytes of its lines over time (what Cloud Logging
- * would bill), and its "diagnostics" lines (functions/src/lib/diagnostics.ts, which the bench
- * turns on): event-loop delay, GC pauses and records counted, e.g. the worker's records_stored,
- * summed into a running total. The bench's own diagnostics lines are not counted as log bytes.
- * Reconciliation against Firestore, not this count, decides whether anything was lost.
+ * A function's log followed as it grows: the bytes of its own lines (what Cloud Logging would
+ * bill), and its "diagnostics" lines (functions/src/lib/diagnostics.ts): event-loop delay, GC
+ * pauses, and a count such as records_stored summed into a running total. Reconciliation
+ * against Firestore, not this count, decides whether anything was lost.
  */
 import fs from "node:fs";
 

@@ -1,7 +1,6 @@
 /**
- * CPU and memory of the stack's processes over the run, sampled with pidusage every interval,
- * and of the machine as a whole: its busy cores (os.cpus()) and its CPU pressure, the share of
- * time some runnable task waited for a core (Linux PSI, /proc/pressure/cpu): CPU queueing.
+ * CPU and memory of the stack's processes (pidusage), and of the machine: its busy cores and its
+ * CPU pressure, the share of time some task waited for a core (Linux PSI): CPU queueing.
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";

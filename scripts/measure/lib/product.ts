@@ -186,10 +186,7 @@ export interface NoisyNeighbourSpec {
   readonly limitPerSecond: number;
   /** Tenant B's normal rate (default half its limit); A sends at ten times the limit. */
   readonly normalPerSecond?: number;
-  /**
-   * A's records a request: 1 floods with single-record requests (ten times the limit in
-   * requests), more sends NDJSON batches of this many (ten times the limit in records).
-   */
+  /** A's records a request: 1 (single-record requests) or NDJSON batches of this many. */
   readonly floodBatchSize?: number;
   /** Length of each part: B alone, then B with A. */
   readonly seconds: number;

@@ -1,9 +1,7 @@
 /**
- * Redaction speed on one core: MB/s of log text through `redact`, line by line, on two corpora
- * (the load payloads the product phases send, split into lines, and the realistic log lines of
- * log-corpus.ts). An optional baseline implementation (e.g. an older redaction.ts copied out of
- * git) is timed in the same process, rounds interleaved with the current one, so the two
- * medians are measured side by side on the same noisy machine.
+ * Redaction speed on one core: MB/s of log text through `redact`, line by line, on the load
+ * payloads and on log-corpus.ts. A baseline implementation (an older redaction.ts) is timed in
+ * rounds interleaved with the current one, so both medians see the same noisy machine.
  */
 import path from "node:path";
 import { redact } from "../../../functions/src/lib/redaction";

@@ -1,8 +1,6 @@
 /**
- * Latency percentiles through HdrHistogram (hdr-histogram-js), the reference wrk2 and most load
- * tools use: values are recorded in microseconds with 3 significant digits, so a percentile is
- * exact to 0.1 % of its value, and histograms of one phase can be added. The rest is the little
- * arithmetic the report shares.
+ * Latency percentiles through HdrHistogram (hdr-histogram-js), as wrk2 records them: in
+ * microseconds with 3 significant digits, so a percentile is exact to 0.1 % of its value.
  */
 import * as hdr from "hdr-histogram-js";
 
