@@ -83,7 +83,9 @@ async function measureRate(
     let errors = 0;
     const worker = async () => {
       while (Date.now() < started + ms && count < options.maxCount) {
-        count += await operation().catch(() => ((errors += 1), 0));
+        // Read the count after the await: `count += await ...` would add to a stale count.
+        const done = await operation().catch(() => ((errors += 1), 0));
+        count += done;
       }
     };
     await Promise.all(Array.from({ length: options.inFlight }, worker));

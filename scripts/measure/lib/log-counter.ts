@@ -16,16 +16,12 @@ export interface CountSample {
   readonly lines: number;
 }
 
-export interface DiagnosticsSample {
-  readonly t: number;
-  readonly fields: Readonly<Record<string, number | null>>;
-}
-
 const DIAGNOSTICS = '"message":"diagnostics"';
 
 export class FunctionLog {
   readonly series: CountSample[] = [];
-  readonly diagnostics: DiagnosticsSample[] = [];
+  /** Each diagnostics line's fields, at the time it was read. */
+  readonly diagnostics: { t: number; fields: Readonly<Record<string, number | null>> }[] = [];
   private offset: number;
   private partial = "";
   private totals = { total: 0, bytes: 0, lines: 0 };

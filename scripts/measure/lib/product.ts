@@ -4,7 +4,7 @@
  * time), each followed by the one drain wait and a reconciliation of every accepted record
  * against Firestore. `runNoisyNeighbour` is the per-tenant rate limit's bench (issue 12).
  */
-import { emulatorFirestore } from "../../local/lib/emulators";
+import { emulatorFirestore, sleep } from "../../local/lib/emulators";
 import { arrivalTimes, type LoadReport, runLoad } from "./load-engine";
 import { ratePerSecond } from "./stats";
 import {
@@ -120,13 +120,12 @@ export async function runPhase(context: ProductContext, phase: PhaseSpec) {
     });
     if (reconcile.missing === 0 && attempt > 1) drainMs = clock() - loadEnd;
     if (reconcile.missing === 0 || clock() - loadEnd >= spec.drainTimeoutMs) break;
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await sleep(1_000);
   }
   const to = clock();
 
   // Never divide by less than the offered duration, or a phase seems to accept more than offered.
   const loadMs = Math.max(loadEnd - from, spec.seconds * 1000);
-  const accepted = (outcome: LoadReport["outcomes"][number]) => outcome.accepted > 0;
   context.requests.push(
     ...load.outcomes.map((outcome) => ({
       phase: spec.name,
@@ -154,7 +153,10 @@ export async function runPhase(context: ProductContext, phase: PhaseSpec) {
     requests: load.requests,
     offeredRequestsPerSecond: load.offeredPerSecond,
     sentRequestsPerSecond: load.sentPerSecond,
-    acceptedRequestsPerSecond: ratePerSecond(load.outcomes.filter(accepted).length, loadMs),
+    acceptedRequestsPerSecond: ratePerSecond(
+      load.outcomes.filter((o) => o.accepted > 0).length,
+      loadMs,
+    ),
     acceptedRecords: load.accepted.length,
     acceptedRecordsPerSecond: ratePerSecond(load.accepted.length, loadMs),
     inDoubtRecords: load.inDoubt.length,

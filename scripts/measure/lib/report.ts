@@ -67,17 +67,9 @@ export interface BenchResult {
   readonly singleTarget: { readonly perSecond: number; readonly basis: string };
   readonly phases: readonly PhaseResult[];
   readonly costs: readonly PhaseCost[];
-  readonly segments: readonly {
-    readonly name: string;
-    readonly from: number;
-    readonly to: number;
-  }[];
+  readonly segments: readonly Readonly<{ name: string; from: number; to: number }>[];
   readonly series: readonly SeriesPoint[];
-  readonly targets?: readonly {
-    readonly target: string;
-    readonly met: boolean;
-    readonly evidence: string;
-  }[];
+  readonly targets?: readonly Readonly<{ target: string; met: boolean; evidence: string }>[];
 }
 
 const MIB = 1024 * 1024;
@@ -96,9 +88,7 @@ function mostOutstanding(requests: readonly RequestPoint[]): number {
 export function phaseCosts(input: {
   readonly phases: readonly PhaseResult[];
   readonly requests: readonly RequestPoint[];
-  readonly logs: Readonly<
-    Record<"ingest" | "worker", Pick<FunctionLog, "between" | "diagnostics">>
-  >;
+  readonly logs: Record<"ingest" | "worker", Pick<FunctionLog, "between" | "diagnostics">>;
   readonly cpuPressure: (from: number, to: number) => number | undefined;
 }) {
   return input.phases.map((phase) => {
@@ -166,10 +156,8 @@ export function buildSeries(input: {
   const stored = new Map<number, number>();
   input.stored.forEach(({ t, total }, index) => {
     const second = Math.floor(t / 1000);
-    stored.set(
-      second,
-      (stored.get(second) ?? 0) + total - (input.stored[index - 1]?.total ?? total),
-    );
+    const increase = total - (input.stored[index - 1]?.total ?? total);
+    stored.set(second, (stored.get(second) ?? 0) + increase);
   });
   for (const [t, count] of stored) add(t, "throughput", "stored", count);
   for (const { t, cpu, rss, machine, cpuPressure } of input.samples) {
