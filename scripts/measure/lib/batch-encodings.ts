@@ -12,15 +12,9 @@ import { LoggerProvider, type ReadableLogRecord } from "@opentelemetry/sdk-logs"
 
 export type BatchEncoding = "ndjson" | "ndjson+gzip" | "otlp-protobuf";
 
-export interface BatchRecord {
-  readonly log_id: string;
-  readonly text: string;
-}
-
-export interface BatchTenant {
-  readonly tenantId: string;
-  readonly apiKey: string | null;
-}
+export type BatchRecord = Readonly<{ log_id: string; text: string }>;
+/** A tenant without an API key names itself in each line. */
+type BatchTenant = Readonly<{ tenantId: string; apiKey: string | null }>;
 
 export interface EncodedRequest {
   /** Relative to the ingest URL ("" for the URL itself). */

@@ -186,8 +186,6 @@ export async function runPhase(context: ProductContext, phase: PhaseSpec) {
 export interface NoisyNeighbourSpec {
   /** TENANT_RATE_LIMIT_PER_SECOND of the stack: records a second per tenant per instance. */
   readonly limitPerSecond: number;
-  /** Tenant B's normal rate (default half its limit); A sends at ten times the limit. */
-  readonly normalPerSecond?: number;
   /** A's records a request: 1 (single-record requests) or NDJSON batches of this many. */
   readonly floodBatchSize?: number;
   /** Length of each part: B alone, then B with A. */
@@ -197,9 +195,8 @@ export interface NoisyNeighbourSpec {
 }
 
 /**
- * Tenant A floods at ten times its limit while tenant B sends at its normal rate, both open
- * loop, on a stack of its own started with TENANT_RATE_LIMIT_PER_SECOND (the bench's main stack
- * runs unlimited). Until ingest has the limiter, A is simply not limited and this still runs.
+ * Tenant A floods at ten times its limit while tenant B sends at half of it, both open loop, on
+ * a stack of its own with TENANT_RATE_LIMIT_PER_SECOND (the bench's main stack runs unlimited).
  */
 export async function runNoisyNeighbour(spec: NoisyNeighbourSpec) {
   const project = "demo-rdp-noisy";
@@ -217,7 +214,7 @@ export async function runNoisyNeighbour(spec: NoisyNeighbourSpec) {
       tenantIds(`${spec.runId}-noisy`, 3),
     );
     if (a === undefined || b === undefined || warm === undefined) throw new Error("no tenants");
-    const normal = spec.normalPerSecond ?? spec.limitPerSecond / 2;
+    const normal = spec.limitPerSecond / 2;
     const flood = spec.limitPerSecond * 10;
     const floodBatchSize = spec.floodBatchSize ?? 1;
     const send = (tenant: TenantKey, rate: number, seconds: number, prefix: string, size = 1) =>
