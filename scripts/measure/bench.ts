@@ -18,8 +18,9 @@
  * production-faithful stack with diagnostics on: a warm-up, the ceilings, the brief's 1,000
  * requests a minute, the knee (fractions of the single rate), the broker's own publish-ack
  * latency and the single-record target rate (min(833/s, 0.6 x the push ceiling) unless
- * --single-rate), and the batch path as NDJSON, gzip NDJSON and OTLP protobuf. `--only
- * noisy-neighbour` runs the quota phase alone on a stack limited to --noisy-limit.
+ * --single-rate), and the batch path as NDJSON, gzip NDJSON and OTLP protobuf. Phases named in
+ * `--only` keep the warm-up and the ceilings; `--only noisy-neighbour` runs the quota phase alone
+ * on a stack limited to --noisy-limit.
  */
 import fs from "node:fs";
 import path from "node:path";

@@ -31,18 +31,12 @@ export interface CeilingOptions {
   readonly runId: string;
 }
 
-export interface CeilingResult {
-  readonly name: string;
-  /** Operations per second: messages published or pushed, documents written. */
-  readonly rate: number;
-  readonly count: number;
-  readonly seconds: number;
-  readonly note: string;
+export type CeilingResult = ReturnType<typeof result> & {
   /** Publish-ack latency from the scheduled send time (the open-loop measurement only). */
   readonly latency?: Summary;
   readonly offeredRate?: number;
   readonly maxInFlight?: number;
-}
+};
 
 /** A message of the size of a typical pipeline message carrying one record. */
 const SAMPLE_RECORD = {
@@ -59,8 +53,9 @@ const result = (
   name: string,
   run: { count: number; elapsedMs: number; errors?: number },
   note: string,
-): CeilingResult => ({
+) => ({
   name,
+  // Operations per second: messages published or pushed, documents written.
   rate: ratePerSecond(run.count, run.elapsedMs),
   count: run.count,
   seconds: run.elapsedMs / 1000,

@@ -59,7 +59,8 @@ function syslogTime(random: Random): string {
   return `${pick(random, MONTHS)} ${String(int(random, 1, 28)).padStart(2, " ")} ${pad(int(random, 0, 23), 2)}:${pad(int(random, 0, 59), 2)}:${pad(int(random, 0, 59), 2)}`;
 }
 
-const families: Record<string, (random: Random) => string> = {
+type Family = (random: Random) => string;
+const families: Record<string, Family> = {
   access: (random) => {
     const query = pick(random, [
       "",
@@ -160,9 +161,6 @@ export const LOG_FAMILIES = Object.keys(families);
 /** `count` lines spread evenly over the families, deterministic for `seed`. */
 export function realisticLogLines(count: number, seed = 1): string[] {
   const random = seededRandom(seed);
-  const names = LOG_FAMILIES;
-  return Array.from({ length: count }, (_, index) => {
-    const family = families[names[index % names.length] as string];
-    return (family as (random: Random) => string)(random);
-  });
+  const all = Object.values(families);
+  return Array.from({ length: count }, (_, index) => (all[index % all.length] as Family)(random));
 }

@@ -6,17 +6,7 @@ import * as hdr from "hdr-histogram-js";
 
 export type Histogram = hdr.Histogram;
 
-export interface Summary {
-  readonly count: number;
-  readonly min: number;
-  readonly mean: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly p999: number;
-  readonly max: number;
-}
+export type Summary = NonNullable<ReturnType<typeof summaryOf>>;
 
 const MS = 1000;
 
@@ -30,7 +20,7 @@ export function recordMs(histogram: Histogram, ms: number): void {
 }
 
 /** Count, mean, p50/p90/p95/p99/p99.9 and max in ms; undefined for an empty histogram. */
-export function summaryOf(histogram: Histogram): Summary | undefined {
+export function summaryOf(histogram: Histogram) {
   if (histogram.totalCount === 0) return undefined;
   // A percentile is the top of its bucket: never above the largest value recorded.
   const at = (p: number) => Math.min(histogram.getValueAtPercentile(p), histogram.maxValue) / MS;
