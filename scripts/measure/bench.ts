@@ -14,21 +14,15 @@
  *   npm run bench -- --only noisy-neighbour [--noisy-limit 200] [--noisy-seconds 30]
  *                    [--noisy-batch 1]
  *
- * First, without any emulator, the redaction speed (redaction-speed.ts); `--only redaction`
- * stops there. Then, on the production-faithful stack with diagnostics on
- * (DIAGNOSTICS_INTERVAL_MS), the phases: a warm-up; the ceilings (ceilings.ts); the brief's
- * 1,000 requests a minute; the knee, single-record phases at fractions of the single rate; the
- * broker's own publish-ack latency at the single rate (a trivial publisher); the single-record
- * target rate (min(833/s, 0.6 x the push ceiling) unless --single-rate is given); and the batch
- * path as NDJSON, gzip NDJSON and OTLP protobuf. Each product phase waits for the backlog to
- * drain and reconciles every accepted record against Firestore. `--only single` runs the
- * warm-up, the ceilings (unless --no-ceilings), the broker latency and that phase.
- * `--only noisy-neighbour` runs only the quota phase (product.ts, runNoisyNeighbour) on a stack
- * of its own with TENANT_RATE_LIMIT_PER_SECOND = --noisy-limit.
+ * Order: the redaction speed (no emulator; `--only redaction` stops there), then on the
+ * production-faithful stack with diagnostics on: a warm-up, the ceilings, the brief's 1,000
+ * requests a minute, the knee (fractions of the single rate), the broker's own publish-ack
+ * latency and the single-record target rate (min(833/s, 0.6 x the push ceiling) unless
+ * --single-rate), and the batch path as NDJSON, gzip NDJSON and OTLP protobuf. Phases named in
+ * `--only` keep the warm-up and the ceilings; `--only noisy-neighbour` runs the quota phase alone
+ * on a stack limited to --noisy-limit.
  */
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { REPO_ROOT, emulatorFirestore } from "../local/lib/emulators";
@@ -133,28 +127,6 @@ function parseOptions(argv: readonly string[]) {
 }
 type BenchOptions = ReturnType<typeof parseOptions>;
 
-function machineInfo(): report.MachineInfo {
-  // stdout and stderr both (java -version prints to stderr); "" when it cannot run.
-  const run = (command: string, args: string[]) => {
-    const result = spawnSync(command, args, { encoding: "utf8", timeout: 5_000 });
-    return result.error === undefined ? `${result.stdout ?? ""}${result.stderr ?? ""}`.trim() : "";
-  };
-  const cpus = os.cpus();
-  return {
-    date: new Date().toISOString(),
-    hostname: os.hostname(),
-    nproc: Number(run("nproc", [])) || cpus.length,
-    cpuModel: cpus[0]?.model ?? "unknown",
-    memory: run("free", ["-h"]).split("\n")[1]?.replace(/\s+/g, " ") ?? "",
-    node: process.version,
-    java: run("java", ["-version"]).split("\n")[0] ?? "",
-    os: `${os.type()} ${os.release()}`,
-    loadAverageAtStart: loadAverage(),
-  };
-}
-
-const loadAverage = () => os.loadavg().map((value) => Math.round(value * 100) / 100);
-
 function outputBase(options: BenchOptions, machine: report.MachineInfo, kind = ""): string {
   fs.mkdirSync(options.outDir, { recursive: true });
   const stamp = machine.date.replace(/:/g, "-").replace(/\..*/, "Z");
@@ -163,7 +135,7 @@ function outputBase(options: BenchOptions, machine: report.MachineInfo, kind = "
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const machine = machineInfo();
+  const machine = report.machineInfo();
   const runId = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").toLowerCase();
   const log = (line: string) => console.log(line);
   log(
@@ -176,7 +148,7 @@ async function main(): Promise<void> {
     const result = { runId, label: options.label, machine, options, ...part };
     fs.writeFileSync(
       file,
-      `${JSON.stringify({ ...result, loadAverageAtEnd: loadAverage() }, null, 2)}\n`,
+      `${JSON.stringify({ ...result, loadAverageAtEnd: report.loadAverage() }, null, 2)}\n`,
     );
     log(`Wrote ${path.relative(REPO_ROOT, file)}`);
   };
@@ -249,15 +221,13 @@ async function main(): Promise<void> {
         "bench (load client)": () => process.pid,
       },
       origin,
-      500,
     );
     sampler.start();
     const logs = {
       ingest: new FunctionLog(running.logs.ingest, clock, "records_accepted"),
       worker: new FunctionLog(running.logs.process, clock, "records_stored"),
     };
-    logs.ingest.start(DIAGNOSTICS_MS);
-    logs.worker.start(DIAGNOSTICS_MS);
+    for (const functionLog of Object.values(logs)) functionLog.start(DIAGNOSTICS_MS);
     const firestore = emulatorFirestore(PROJECT, running.firestoreHost);
     const requests: RequestPoint[] = [];
     const context = {
@@ -282,24 +252,14 @@ async function main(): Promise<void> {
       }
     };
     const phases: PhaseResult[] = [];
-    const phase = async (
-      spec: Omit<PhaseSpec, "tenants" | "drainTimeoutMs" | "reconcile"> & Partial<PhaseSpec>,
-    ) => {
-      const full = { tenants: 4, drainTimeoutMs: 120_000, reconcile: true, ...spec };
-      const result = await segment(spec.name, () => runPhase(context, full));
-      if (!full.reconcile) return;
+    const phase = async (spec: PhaseSpec) => {
+      const result = await segment(spec.name, () => runPhase(context, spec));
+      if (spec.reconcile === false) return;
       phases.push(result);
-      const r = result.reconcile;
-      log(
-        `    accepted ${Math.round(result.acceptedRecordsPerSecond)} records/s, p99 ${round(result.latency?.p99) ?? "-"} ms, ` +
-          `stored ${Math.round(result.storedPerSecondEndToEnd)}/s end to end, drain ${(result.drainMs / 1000).toFixed(1)} s` +
-          (r
-            ? `, reconcile: ${r.stored}/${r.accepted} stored, ${r.missing} missing, ${r.duplicated} duplicated, ${r.unexpected} unexpected`
-            : ""),
-      );
+      log(`    ${report.phaseRates(result)}; p99 ${round(result.latency?.p99) ?? "-"} ms`);
     };
-    const single = (name: string, recordsPerSecond: number, seconds: number) =>
-      phase({ name, kind: "single", recordsPerSecond, seconds, concurrency: 1_024 });
+    const single = (name: string, recordsPerSecond: number, seconds: number, reconcile = true) =>
+      phase({ name, kind: "single", recordsPerSecond, seconds, concurrency: 1_024, reconcile });
     const batch = (
       name: string,
       encoding: BatchEncoding,
@@ -317,22 +277,13 @@ async function main(): Promise<void> {
         concurrency: 16,
         reconcile,
       });
-    const batchPhases = productPhases.flatMap((name) => {
-      const encoding = BATCH_ENCODING[name];
-      return encoding === undefined ? [] : [{ name, encoding }];
-    });
 
     log("Warm-up (not reported): both JVMs and both functions on their real paths");
-    await phase({
-      name: "warmup",
-      kind: "single",
-      recordsPerSecond: 300,
-      seconds: 10,
-      concurrency: 1_024,
-      reconcile: false,
-    });
-    for (const { name, encoding } of batchPhases)
-      await batch(`warmup-${name}`, encoding, 2_000, 4, false);
+    await single("warmup", 300, 10, false);
+    for (const name of productPhases) {
+      const encoding = BATCH_ENCODING[name];
+      if (encoding !== undefined) await batch(`warmup-${name}`, encoding, 2_000, 4, false);
+    }
 
     const measured: ceilings.CeilingResult[] = [];
     const ceilingOptions = {
@@ -393,15 +344,14 @@ async function main(): Promise<void> {
         await batch(name, encoding, options.batchRate, options.batchSeconds);
     }
 
-    logs.ingest.stop();
-    logs.worker.stop();
+    for (const functionLog of Object.values(logs)) functionLog.stop();
     await sampler.stop();
     await firestore.terminate();
     const result: report.BenchResult = {
       runId,
       label: options.label,
       machine,
-      loadAverageAtEnd: loadAverage(),
+      loadAverageAtEnd: report.loadAverage(),
       options: { ...options, outDir: path.relative(REPO_ROOT, options.outDir) },
       functionsEnv: env,
       ceilings: measured,

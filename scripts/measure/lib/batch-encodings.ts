@@ -1,10 +1,7 @@
 /**
  * The bodies the load engine sends on the batch paths, and how each answer says which records
- * were accepted: NDJSON (202 with each line's fate), the same NDJSON gzip-compressed
- * (`Content-Encoding: gzip`), and OTLP/HTTP protobuf (`POST v1/logs`, 200 with an ExportLogsServiceResponse). The
- * OTLP bodies are what an OpenTelemetry JS exporter sends: records emitted through the SDK's
- * LoggerProvider and encoded by its own serializer, each carrying its log id as
- * `log.record.uid`, the attribute ingest takes as the document id.
+ * were accepted: NDJSON, gzip NDJSON, and OTLP/HTTP protobuf as an OpenTelemetry JS exporter
+ * sends it (the SDK's own serializer), each record's log id in `log.record.uid`.
  */
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
@@ -15,15 +12,9 @@ import { LoggerProvider, type ReadableLogRecord } from "@opentelemetry/sdk-logs"
 
 export type BatchEncoding = "ndjson" | "ndjson+gzip" | "otlp-protobuf";
 
-export interface BatchRecord {
-  readonly log_id: string;
-  readonly text: string;
-}
-
-export interface BatchTenant {
-  readonly tenantId: string;
-  readonly apiKey: string | null;
-}
+export type BatchRecord = Readonly<{ log_id: string; text: string }>;
+/** A tenant without an API key names itself in each line. */
+type BatchTenant = Readonly<{ tenantId: string; apiKey: string | null }>;
 
 export interface EncodedRequest {
   /** Relative to the ingest URL ("" for the URL itself). */
@@ -65,11 +56,10 @@ function authorization(tenant: BatchTenant): Record<string, string> {
 function ndjsonVerdict(status: number, answer: Uint8Array, records: number): BatchVerdict {
   let results: readonly { line: number; status: string }[] = [];
   try {
-    results =
-      (JSON.parse(Buffer.from(answer).toString("utf8")) as { results?: typeof results }).results ??
-      [];
+    const parsed = JSON.parse(Buffer.from(answer).toString("utf8")) as { results?: typeof results };
+    results = parsed.results ?? [];
   } catch {
-    results = [];
+    // Not the batch answer: no line's fate is known.
   }
   return {
     accepted: new Set(
@@ -139,15 +129,11 @@ export const BATCH_ENCODINGS: Readonly<Record<BatchEncoding, BatchEncoder>> = {
   },
   "ndjson+gzip": {
     label: "gzip NDJSON",
-    encode: async (records, tenant) => ({
-      path: "",
-      headers: {
-        "content-type": "application/x-ndjson",
-        "content-encoding": "gzip",
-        ...authorization(tenant),
-      },
-      body: await gzipAsync(ndjson(records, tenant)),
-    }),
+    encode: async (records, tenant) => {
+      const { headers, body } = await BATCH_ENCODINGS.ndjson.encode(records, tenant);
+      const gzipped = await gzipAsync(body);
+      return { path: "", headers: { ...headers, "content-encoding": "gzip" }, body: gzipped };
+    },
     verdict: ndjsonVerdict,
   },
   "otlp-protobuf": {

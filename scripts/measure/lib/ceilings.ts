@@ -1,19 +1,7 @@
 /**
  * The machine's own ceilings, each measured with a trivial client on the same emulators the
  * product then runs on, so the product's figures read as a fraction of what the emulators can
- * do on this machine at this moment:
- *
- * - publish: the Pub/Sub emulator's publish rate from one Node client (1,000 outstanding);
- * - publish-ack latency: the same emulator's acknowledgement latency for a trivial publisher
- *   sending open loop at a given rate (the single-record phase's), counted from each message's
- *   scheduled time: the broker's own tail, against which ingest's is read;
- * - push: the emulator's push delivery rate to a function that returns at once (a no-op
- *   CloudEvent function served by functions-framework, as the worker is), and to a bare
- *   node:http server, with a small bounded backlog;
- * - firestore: the Firestore emulator's write rate, as single creates (64 in flight) and as
- *   WriteBatch commits of 500 creates.
- *
- * Every loop is bounded in time and in count.
+ * do on this machine at that moment. Every loop is bounded in time and in count.
  */
 import { PubSub } from "@google-cloud/pubsub";
 import fs from "node:fs";
@@ -27,7 +15,6 @@ import {
   emulatorFirestore,
   freePort,
   sleep,
-  waitUntilReady,
 } from "../../local/lib/emulators";
 import { FRAMEWORK_MAIN } from "../../local/lib/stack";
 import { latencyHistogram, ratePerSecond, recordMs, summaryOf, type Summary } from "./stats";
@@ -44,64 +31,64 @@ export interface CeilingOptions {
   readonly runId: string;
 }
 
-export interface CeilingResult {
-  readonly name: string;
-  /** Operations per second: messages published or pushed, documents written. */
-  readonly rate: number;
-  readonly count: number;
-  readonly seconds: number;
-  readonly note: string;
+export type CeilingResult = ReturnType<typeof result> & {
   /** Publish-ack latency from the scheduled send time (the open-loop measurement only). */
   readonly latency?: Summary;
   readonly offeredRate?: number;
   readonly maxInFlight?: number;
-}
+};
 
 /** A message of the size of a typical pipeline message carrying one record. */
-const SAMPLE_MESSAGE = Buffer.from(
-  JSON.stringify({
-    v: 1,
-    records: [
-      {
-        tenant_id: "bench",
-        log_id: "00000000-0000-4000-8000-000000000000",
-        source: "json_upload",
-        text: "2026-11-28T14:00:00Z INFO user 555-0199 signed in from 10.0.0.1 ".repeat(3),
-        received_at: "2026-11-28T14:00:00.000Z",
-      },
-    ],
-  }),
-);
-
-/** Runs `operation` with `inFlight` copies at a time until the deadline; what they counted. */
-async function closedLoop(
-  operation: () => Promise<number>,
-  options: { readonly ms: number; readonly inFlight: number; readonly maxCount: number },
-): Promise<{ count: number; elapsedMs: number; errors: number }> {
-  const started = Date.now();
-  let count = 0;
-  let errors = 0;
-  const worker = async () => {
-    while (Date.now() < started + options.ms && count < options.maxCount) {
-      const done = await operation().catch(() => ((errors += 1), 0));
-      count += done;
-    }
-  };
-  await Promise.all(Array.from({ length: options.inFlight }, worker));
-  return { count, elapsedMs: Date.now() - started, errors };
-}
+const SAMPLE_RECORD = {
+  tenant_id: "bench",
+  log_id: "00000000-0000-4000-8000-000000000000",
+  source: "json_upload",
+  text: "2026-11-28T14:00:00Z INFO user 555-0199 signed in from 10.0.0.1 ".repeat(3),
+  received_at: "2026-11-28T14:00:00.000Z",
+};
+const SAMPLE_MESSAGE = Buffer.from(JSON.stringify({ v: 1, records: [SAMPLE_RECORD] }));
+const PUSH_BACKLOG = 200;
 
 const result = (
   name: string,
   run: { count: number; elapsedMs: number; errors?: number },
   note: string,
-): CeilingResult => ({
+) => ({
   name,
+  // Operations per second: messages published or pushed, documents written.
   rate: ratePerSecond(run.count, run.elapsedMs),
   count: run.count,
   seconds: run.elapsedMs / 1000,
   note: run.errors ? `${note}, ${run.errors} errors` : note,
 });
+
+/**
+ * The one closed-loop measurement: `operation` runs `inFlight` copies at a time, first for a
+ * warm-up, then for the measured seconds; the rate is that of what the operations counted.
+ */
+async function measureRate(
+  name: string,
+  note: string,
+  options: { seconds: number; warmUpMs: number; inFlight: number; maxCount: number },
+  operation: () => Promise<number>,
+): Promise<CeilingResult> {
+  const loop = async (ms: number) => {
+    const started = Date.now();
+    let count = 0;
+    let errors = 0;
+    const worker = async () => {
+      while (Date.now() < started + ms && count < options.maxCount) {
+        // Read the count after the await: `count += await ...` would add to a stale count.
+        const done = await operation().catch(() => ((errors += 1), 0));
+        count += done;
+      }
+    };
+    await Promise.all(Array.from({ length: options.inFlight }, worker));
+    return { count, elapsedMs: Date.now() - started, errors };
+  };
+  await loop(options.warmUpMs);
+  return result(name, await loop(options.seconds * 1000), note);
+}
 
 /** A topic with a subscription holding what is published (as the product's does), removed after. */
 async function withTopic<T>(
@@ -128,25 +115,23 @@ async function withTopic<T>(
   }
 }
 
+/** The Pub/Sub emulator's publish rate from one Node client, 1,000 outstanding. */
 export function measurePublishCeiling(options: CeilingOptions): Promise<CeilingResult> {
-  return withTopic(options, "publish", {}, async (client, topicName) => {
+  return withTopic(options, "publish", {}, (client, topicName) => {
     const topic = client.topic(topicName);
-    const publish = () => topic.publishMessage({ data: SAMPLE_MESSAGE }).then(() => 1);
-    await closedLoop(publish, { ms: 2_000, inFlight: 1_000, maxCount: 50_000 });
-    const run = await closedLoop(publish, {
-      ms: options.seconds * 1000,
-      inFlight: 1_000,
-      maxCount: 400_000,
-    });
-    const note = `one client, default batching, 1,000 outstanding, ${SAMPLE_MESSAGE.length} B messages`;
-    return result("Pub/Sub emulator publish", run, note);
+    return measureRate(
+      "Pub/Sub emulator publish",
+      `one client, default batching, 1,000 outstanding, ${SAMPLE_MESSAGE.length} B messages`,
+      { seconds: options.seconds, warmUpMs: 2_000, inFlight: 1_000, maxCount: 400_000 },
+      () => topic.publishMessage({ data: SAMPLE_MESSAGE }).then(() => 1),
+    );
   });
 }
 
 /**
- * Publish-ack latency of a trivial publisher sending open loop at `rate` messages a second, one
- * message a publish as ingest's publisher does (batching off), counted from each message's
- * scheduled time so a stalled client or broker is not hidden (no coordinated omission).
+ * The broker's own tail, against which ingest's is read: publish-ack latency of a trivial
+ * publisher sending open loop at `rate`, one message a publish as ingest's publisher does,
+ * counted from each message's scheduled time so a stalled client or broker is not hidden.
  */
 export function measurePublishLatency(
   options: CeilingOptions & { readonly rate: number },
@@ -156,14 +141,12 @@ export function measurePublishLatency(
     const histogram = latencyHistogram();
     const total = Math.round(options.rate * options.seconds);
     const started = Date.now() + 1_000; // after a second of warm-up at the same rate
-    const warmUp = Math.round(options.rate);
     let inFlight = 0;
     let maxInFlight = 0;
     let errors = 0;
     const sends: Promise<void>[] = [];
-    for (let index = -warmUp; index < total;) {
-      const now = Date.now();
-      for (; index < total && started + (index * 1000) / options.rate <= now; index += 1) {
+    for (let index = -Math.round(options.rate); index < total;) {
+      for (; index < total && started + (index * 1000) / options.rate <= Date.now(); index += 1) {
         const due = started + (index * 1000) / options.rate;
         const measured = index >= 0;
         inFlight += 1;
@@ -181,11 +164,11 @@ export function measurePublishLatency(
       await sleep(1);
     }
     await Promise.all(sends);
-    const elapsedMs = Date.now() - started;
+    const run = { count: histogram.totalCount, elapsedMs: Date.now() - started, errors };
     return {
       ...result(
         `Pub/Sub emulator publish-ack latency at ${Math.round(options.rate)}/s`,
-        { count: histogram.totalCount, elapsedMs, errors },
+        run,
         `open loop, one client, one message a publish (batching off, as ingest), ${SAMPLE_MESSAGE.length} B`,
       ),
       latency: summaryOf(histogram),
@@ -197,6 +180,8 @@ export function measurePublishLatency(
 
 /** Where pushes land: something that counts deliveries. */
 interface PushReceiver {
+  readonly name: string;
+  readonly note: string;
   readonly hostPort: string;
   count(): number;
   stop(): Promise<void>;
@@ -220,14 +205,14 @@ async function frameworkReceiver(logDir: string): Promise<PushReceiver> {
     env: childEnv({ PORT: String(port), K_SERVICE: "noop" }),
     cwd: source,
     logFile,
+    ready: { host: LOOPBACK, port, timeoutMs: 30_000 },
   });
   const stop = async () => {
     await noop.stop();
     fs.rmSync(source, { recursive: true, force: true });
   };
   try {
-    noop.start();
-    await waitUntilReady({ host: LOOPBACK, port, timeoutMs: 30_000, process: noop });
+    await noop.start();
   } catch (error) {
     await stop();
     throw error;
@@ -235,7 +220,9 @@ async function frameworkReceiver(logDir: string): Promise<PushReceiver> {
   // Two bytes a delivery ("d\n"); functions-framework prints nothing else once it is serving.
   const startSize = fs.statSync(logFile).size;
   const count = () => Math.floor((fs.statSync(logFile).size - startSize) / 2);
-  return { hostPort: `${LOOPBACK}:${port}`, count, stop };
+  const name = "Pub/Sub emulator push to a no-op function (push ceiling)";
+  const note = "functions-framework CloudEvent no-op";
+  return { name, note, hostPort: `${LOOPBACK}:${port}`, count, stop };
 }
 
 /** A bare node:http server in this process answering 204: the emulator's own limit. */
@@ -253,6 +240,8 @@ async function bareReceiver(): Promise<PushReceiver> {
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : 0;
   return {
+    name: "Pub/Sub emulator push to a bare HTTP 204 server",
+    note: "node:http in the bench process",
     hostPort: `${LOOPBACK}:${port}`,
     count: () => deliveries,
     stop: () =>
@@ -265,12 +254,11 @@ async function bareReceiver(): Promise<PushReceiver> {
 
 /**
  * The push ceiling: the emulator pushes to a receiver that returns at once while the publisher
- * keeps the backlog at most `backlog` messages; the rate is that of deliveries over the run.
+ * keeps the backlog small; the rate is that of deliveries.
  */
 export async function measurePushCeiling(
-  options: CeilingOptions & { readonly receiver: "framework" | "bare"; readonly backlog?: number },
+  options: CeilingOptions & { readonly receiver: "framework" | "bare" },
 ): Promise<CeilingResult> {
-  const backlog = options.backlog ?? 200;
   const receiver =
     options.receiver === "framework"
       ? await frameworkReceiver(options.logDir)
@@ -281,49 +269,35 @@ export async function measurePushCeiling(
     },
     ackDeadlineSeconds: 60,
   };
-  try {
-    return await withTopic(
-      options,
-      `push-${options.receiver}`,
-      subscription,
-      async (client, name) => {
-        const publisher = client.topic(name, {
-          batching: { maxMessages: 100, maxMilliseconds: 2 },
-        });
-        let published = 0;
-        const run = async (ms: number) => {
-          const deadline = Date.now() + ms;
-          while (Date.now() < deadline && published < 1_000_000) {
-            const batch = Math.max(0, Math.min(backlog - (published - receiver.count()), 500));
-            const publishes = Array.from({ length: batch }, () =>
-              publisher.publishMessage({ data: SAMPLE_MESSAGE }),
-            );
-            published += batch;
-            await Promise.all(publishes);
-            await sleep(20);
-          }
-        };
-        await run(2_000); // warm-up: the JVM's push path and the receiver's first requests
-        const from = receiver.count();
-        const started = Date.now();
-        await run(options.seconds * 1000);
-        const measured = { count: receiver.count() - from, elapsedMs: Date.now() - started };
-        // Drain what is left so it does not count against the next measurement.
-        const drainDeadline = Date.now() + 30_000;
-        while (receiver.count() < published && Date.now() < drainDeadline) await sleep(100);
-        return options.receiver === "framework"
-          ? result(
-              "Pub/Sub emulator push to a no-op function (push ceiling)",
-              measured,
-              `functions-framework CloudEvent no-op, backlog <= ${backlog}`,
-            )
-          : result(
-              "Pub/Sub emulator push to a bare HTTP 204 server",
-              measured,
-              `node:http in the bench process, backlog <= ${backlog}`,
-            );
+  const pushes = async (client: PubSub, topicName: string) => {
+    const topic = client.topic(topicName, { batching: { maxMessages: 100, maxMilliseconds: 2 } });
+    let published = 0;
+    let counted = receiver.count();
+    const rate = { seconds: options.seconds, warmUpMs: 2_000, inFlight: 1, maxCount: 1_000_000 };
+    const measured = await measureRate(
+      receiver.name,
+      `${receiver.note}, backlog <= ${PUSH_BACKLOG}`,
+      rate,
+      async () => {
+        // Tops the backlog up, then counts what was delivered since the last call.
+        const batch = Math.max(0, Math.min(PUSH_BACKLOG - (published - receiver.count()), 500));
+        published += batch;
+        await Promise.all(
+          Array.from({ length: batch }, () => topic.publishMessage({ data: SAMPLE_MESSAGE })),
+        );
+        await sleep(20);
+        const delivered = receiver.count() - counted;
+        counted += delivered;
+        return delivered;
       },
     );
+    // Drain what is left so it does not count against the next measurement.
+    const drainDeadline = Date.now() + 30_000;
+    while (receiver.count() < published && Date.now() < drainDeadline) await sleep(100);
+    return measured;
+  };
+  try {
+    return await withTopic(options, `push-${options.receiver}`, subscription, pushes);
   } finally {
     await receiver.stop();
   }
@@ -346,38 +320,39 @@ function sampleDocument(index: number): Record<string, unknown> {
   };
 }
 
+/** The Firestore emulator's write rate: single creates, and WriteBatch commits of 500. */
 export async function measureFirestoreCeilings(options: CeilingOptions): Promise<CeilingResult[]> {
   const firestore = emulatorFirestore(options.project, options.firestoreHost);
   const collection = firestore.collection(`bench_ceiling_${options.runId}`);
   const BATCH = 500;
   let next = 0;
-  const single = () => {
-    const index = next++;
-    return collection
-      .doc(`d${index}`)
-      .create(sampleDocument(index))
-      .then(() => 1);
-  };
-  const batch = () => {
-    const writes = firestore.batch();
-    for (let i = 0; i < BATCH; i += 1) {
-      const index = next++;
-      writes.create(collection.doc(`b${index}`), sampleDocument(index));
-    }
-    return writes.commit().then(() => BATCH);
-  };
-  const ms = options.seconds * 1000;
+  const { seconds } = options;
   try {
-    await closedLoop(single, { ms: 2_000, inFlight: 64, maxCount: 20_000 });
-    const singles = await closedLoop(single, { ms, inFlight: 64, maxCount: 100_000 });
-    await closedLoop(batch, { ms: 1_000, inFlight: 4, maxCount: 20_000 });
-    const batches = await closedLoop(batch, { ms, inFlight: 4, maxCount: 200_000 });
     return [
-      result("Firestore emulator single create", singles, "one client, 64 creates in flight"),
-      result(
+      await measureRate(
+        "Firestore emulator single create",
+        "one client, 64 creates in flight",
+        { seconds, warmUpMs: 2_000, inFlight: 64, maxCount: 100_000 },
+        () => {
+          const index = next++;
+          return collection
+            .doc(`d${index}`)
+            .create(sampleDocument(index))
+            .then(() => 1);
+        },
+      ),
+      await measureRate(
         "Firestore emulator WriteBatch create",
-        batches,
         `one client, commits of ${BATCH} creates, 4 in flight`,
+        { seconds, warmUpMs: 1_000, inFlight: 4, maxCount: 200_000 },
+        () => {
+          const writes = firestore.batch();
+          for (let i = 0; i < BATCH; i += 1) {
+            const index = next++;
+            writes.create(collection.doc(`b${index}`), sampleDocument(index));
+          }
+          return writes.commit().then(() => BATCH);
+        },
       ),
     ];
   } finally {

@@ -1,9 +1,8 @@
 /**
- * A function's log followed as it grows: the bytes of its lines over time (what Cloud Logging
- * would bill), and its "diagnostics" lines (functions/src/lib/diagnostics.ts, which the bench
- * turns on): event-loop delay, GC pauses and records counted, e.g. the worker's records_stored,
- * summed into a running total. The bench's own diagnostics lines are not counted as log bytes.
- * Reconciliation against Firestore, not this count, decides whether anything was lost.
+ * A function's log followed as it grows: the bytes of its own lines (what Cloud Logging would
+ * bill), and its "diagnostics" lines (functions/src/lib/diagnostics.ts): event-loop delay, GC
+ * pauses, and a count such as records_stored summed into a running total. Reconciliation
+ * against Firestore, not this count, decides whether anything was lost.
  */
 import fs from "node:fs";
 
@@ -17,16 +16,12 @@ export interface CountSample {
   readonly lines: number;
 }
 
-export interface DiagnosticsSample {
-  readonly t: number;
-  readonly fields: Readonly<Record<string, number | null>>;
-}
-
 const DIAGNOSTICS = '"message":"diagnostics"';
 
 export class FunctionLog {
   readonly series: CountSample[] = [];
-  readonly diagnostics: DiagnosticsSample[] = [];
+  /** Each diagnostics line's fields, at the time it was read. */
+  readonly diagnostics: { t: number; fields: Readonly<Record<string, number | null>> }[] = [];
   private offset: number;
   private partial = "";
   private totals = { total: 0, bytes: 0, lines: 0 };
@@ -96,9 +91,6 @@ export class FunctionLog {
     return { total: delta("total"), bytes: delta("bytes"), lines: delta("lines") };
   }
 }
-
-/** The worker's log as the bench's phases count stored records with it. */
-export type StoredCounter = FunctionLog;
 
 function fileSize(file: string): number {
   try {

@@ -1,8 +1,7 @@
 /**
- * The one text generator of every load (scenarios, bench phases, chaos tests): mostly log lines
- * of 60 to 300 characters, one in ten a multi-line stack trace of 1 to 4 KB, about one in five
- * carrying PII for the redaction to find, some non-ASCII (accents, CJK, emoji) for UTF-8 to
- * survive. Deterministic for a seed, so a run can be repeated exactly.
+ * The one text generator of every load: log lines of 60 to 300 characters, one in ten a 1 to 4
+ * KB stack trace, one in five with PII to redact, some non-ASCII for UTF-8 to survive.
+ * Deterministic for a seed, so a run can be repeated exactly.
  */
 
 /** A tiny deterministic PRNG (mulberry32, public domain). */

@@ -1,7 +1,6 @@
 /**
- * CPU and memory of the stack's processes over the run, sampled with pidusage every interval,
- * and of the machine as a whole: its busy cores (os.cpus()) and its CPU pressure, the share of
- * time some runnable task waited for a core (Linux PSI, /proc/pressure/cpu): CPU queueing.
+ * CPU and memory of the stack's processes (pidusage), and of the machine: its busy cores and its
+ * CPU pressure, the share of time some task waited for a core (Linux PSI): CPU queueing.
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -21,15 +20,7 @@ export interface ProcSample {
   readonly rss: Readonly<Record<string, number>>;
 }
 
-export interface ProcTotals {
-  readonly name: string;
-  /** CPU time used in the window, ms, and its mean and peak in cores. */
-  readonly cpuMs: number;
-  readonly cpuShare: number;
-  readonly peakCpuShare: number;
-  /** Largest RSS sampled in the window. */
-  readonly peakRssBytes: number;
-}
+export type ProcTotals = ReturnType<ProcSampler["totals"]>[number];
 
 function machineBusyMs(): number {
   return os
@@ -138,11 +129,12 @@ export class ProcSampler {
   }
 
   /** Per-process totals over samples with fromMs < t <= toMs (sampler clock). */
-  totals(fromMs = 0, toMs = Infinity): ProcTotals[] {
+  totals(fromMs = 0, toMs = Infinity) {
     const window = this.window(fromMs, toMs);
     return Object.keys(this.targets).map((name) => {
       const shares = window.flatMap((sample) => sample.cpu[name] ?? []);
       const used = window.flatMap((sample) => sample.cpuMs[name] ?? []);
+      // CPU time used in the window, its mean and peak in cores, the largest RSS sampled.
       return {
         name,
         cpuMs: used.length > 1 ? (used.at(-1) as number) - (used[0] as number) : 0,

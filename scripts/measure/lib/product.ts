@@ -1,16 +1,12 @@
 /**
  * The product under load: phases of single-record or batch traffic against the ingest function
- * of a running stack, sent by the one load engine (load-engine.ts, open loop, latency from the
- * scheduled send time), each followed by the one drain wait (reconcile.ts waitForDrain, on the
- * worker's stored count) and a reconciliation of every accepted record against Firestore. A
- * phase reports offered and achieved rates, ingest latency (p50 to p99.9 and max), the most
- * requests in flight, records stored per second end to end, drain time, lost and duplicated
- * records, and CPU and memory per process over the phase. `runNoisyNeighbour` is the per-tenant
- * rate limit's bench (issue 12), on a stack of its own.
+ * of a running stack, sent by the one load engine (open loop, latency from the scheduled send
+ * time), each followed by the one drain wait and a reconciliation of every accepted record
+ * against Firestore. `runNoisyNeighbour` is the per-tenant rate limit's bench (issue 12).
  */
-import { emulatorFirestore } from "../../local/lib/emulators";
+import { emulatorFirestore, sleep } from "../../local/lib/emulators";
 import { arrivalTimes, type LoadReport, runLoad } from "./load-engine";
-import type { Summary } from "./stats";
+import { ratePerSecond } from "./stats";
 import {
   type ReconcileInput,
   type ReconcileReport,
@@ -20,8 +16,8 @@ import {
 } from "../../operate/lib/reconcile";
 import { startStack } from "../../local/lib/stack";
 import type { BatchEncoding } from "./batch-encodings";
-import type { StoredCounter } from "./log-counter";
-import type { ProcSampler, ProcTotals } from "./procstat";
+import type { FunctionLog } from "./log-counter";
+import type { ProcSampler } from "./procstat";
 import { seedTenantKeys, tenantIds, type TenantKey } from "./tenants";
 
 export interface ProductContext {
@@ -31,7 +27,7 @@ export interface ProductContext {
   readonly runId: string;
   readonly origin: number;
   readonly sampler: ProcSampler;
-  readonly counter: StoredCounter;
+  readonly counter: Pick<FunctionLog, "poll">;
   /** reconcile.ts firestoreReconciler. */
   readonly reconcile: (input: ReconcileInput) => Promise<ReconcileReport>;
   /** Every request of every phase, for the chart. */
@@ -49,8 +45,6 @@ export interface RequestPoint {
   /** Records the request carried and how many were accepted. */
   readonly records: number;
   readonly accepted: number;
-  /** Request body bytes on the wire. */
-  readonly bodyBytes?: number;
 }
 
 export interface PhaseSpec {
@@ -65,53 +59,14 @@ export interface PhaseSpec {
   readonly encoding?: BatchEncoding;
   /** Connections at most (wrk2's -c): requests beyond wait for one with their clock running. */
   readonly concurrency?: number;
-  readonly tenants: number;
-  readonly drainTimeoutMs: number;
+  /** Default 4 tenants, 120 s of drain at most. */
+  readonly tenants?: number;
+  readonly drainTimeoutMs?: number;
   /** False for the warm-up: waited for, not reconciled. */
-  readonly reconcile: boolean;
+  readonly reconcile?: boolean;
 }
 
-export interface PhaseResult {
-  readonly name: string;
-  readonly kind: "single" | "batch";
-  /** Body of the batch path's requests; undefined for the single-record path. */
-  readonly encoding?: BatchEncoding;
-  readonly offeredRecordsPerSecond: number;
-  readonly batchSize: number;
-  /** Mean request body on the wire (after compression), bytes. */
-  readonly meanRequestBytes?: number;
-  /** Wall time of the load (first scheduled send until the last answer). */
-  readonly loadSeconds: number;
-  readonly requests: number;
-  /** Requests per second the schedule offered, and the engine actually sent. */
-  readonly offeredRequestsPerSecond: number;
-  readonly sentRequestsPerSecond: number;
-  readonly acceptedRequestsPerSecond: number;
-  readonly acceptedRecords: number;
-  readonly acceptedRecordsPerSecond: number;
-  readonly inDoubtRecords: number;
-  readonly statuses: Readonly<Record<string, number>>;
-  /** Ingest latency of every answered request from its scheduled send time, ms. */
-  readonly latency: Summary | undefined;
-  /** How late the engine sent against its schedule, ms (the client falling behind). */
-  readonly sendLag: Summary | undefined;
-  readonly maxInFlight: number;
-  /** Records stored while the load ran, per second of load. */
-  readonly storedPerSecondDuringLoad: number;
-  /** Accepted records over the time from the first request until the last one was stored. */
-  readonly storedPerSecondEndToEnd: number;
-  readonly drained: boolean;
-  /** From the last answer until the last accepted record was stored, ms. */
-  readonly drainMs: number;
-  readonly reconcile: ReconcileReport | undefined;
-  readonly processes: readonly ProcTotals[];
-  /** Busy share of the whole machine over the phase (all processes, anyone's). */
-  readonly machineCpuShare: number;
-  /** Phase window on the run's clock, ms. */
-  readonly window: { readonly from: number; readonly loadEnd: number; readonly to: number };
-}
-
-const perSecond = (count: number, ms: number) => (ms > 0 ? (count * 1000) / ms : 0);
+export type PhaseResult = Awaited<ReturnType<typeof runPhase>>;
 
 function loadOf(keys: readonly TenantKey[]) {
   return {
@@ -120,7 +75,8 @@ function loadOf(keys: readonly TenantKey[]) {
   };
 }
 
-export async function runPhase(context: ProductContext, spec: PhaseSpec): Promise<PhaseResult> {
+export async function runPhase(context: ProductContext, phase: PhaseSpec) {
+  const spec = { tenants: 4, drainTimeoutMs: 120_000, reconcile: true, ...phase };
   const clock = () => Date.now() - context.origin;
   const keys = await seedTenantKeys(
     { projectId: context.project, firestoreHost: context.firestoreHost },
@@ -164,13 +120,12 @@ export async function runPhase(context: ProductContext, spec: PhaseSpec): Promis
     });
     if (reconcile.missing === 0 && attempt > 1) drainMs = clock() - loadEnd;
     if (reconcile.missing === 0 || clock() - loadEnd >= spec.drainTimeoutMs) break;
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await sleep(1_000);
   }
   const to = clock();
 
   // Never divide by less than the offered duration, or a phase seems to accept more than offered.
   const loadMs = Math.max(loadEnd - from, spec.seconds * 1000);
-  const accepted = (outcome: LoadReport["outcomes"][number]) => outcome.accepted > 0;
   context.requests.push(
     ...load.outcomes.map((outcome) => ({
       phase: spec.name,
@@ -179,41 +134,51 @@ export async function runPhase(context: ProductContext, spec: PhaseSpec): Promis
       status: outcome.status,
       records: outcome.records.length,
       accepted: outcome.accepted,
-      bodyBytes: outcome.bodyBytes,
     })),
   );
   return {
     name: spec.name,
     kind: spec.kind,
+    /** Body of the batch path's requests; undefined for the single-record path. */
     encoding,
     offeredRecordsPerSecond: spec.recordsPerSecond,
     batchSize,
+    /** Mean request body on the wire (after compression), bytes. */
     meanRequestBytes:
       load.requests > 0
         ? load.outcomes.reduce((sum, outcome) => sum + outcome.bodyBytes, 0) / load.requests
         : undefined,
+    /** Wall time of the load (first scheduled send until the last answer). */
     loadSeconds: (loadEnd - from) / 1000,
     requests: load.requests,
     offeredRequestsPerSecond: load.offeredPerSecond,
     sentRequestsPerSecond: load.sentPerSecond,
-    acceptedRequestsPerSecond: perSecond(load.outcomes.filter(accepted).length, loadMs),
+    acceptedRequestsPerSecond: ratePerSecond(
+      load.outcomes.filter((o) => o.accepted > 0).length,
+      loadMs,
+    ),
     acceptedRecords: load.accepted.length,
-    acceptedRecordsPerSecond: perSecond(load.accepted.length, loadMs),
+    acceptedRecordsPerSecond: ratePerSecond(load.accepted.length, loadMs),
     inDoubtRecords: load.inDoubt.length,
     statuses: load.statuses,
+    /** Ingest latency of every answered request from its scheduled send time, ms. */
     latency: load.latency,
     sendLag: load.sendLag,
     maxInFlight: load.maxInFlight,
-    storedPerSecondDuringLoad: perSecond(storedDuringLoad, loadMs),
-    storedPerSecondEndToEnd: perSecond(
+    storedPerSecondDuringLoad: ratePerSecond(storedDuringLoad, loadMs),
+    // Accepted records over the time from the first request until the last one was stored.
+    storedPerSecondEndToEnd: ratePerSecond(
       Math.min(drain.documents, load.accepted.length),
       loadMs + drainMs,
     ),
     drained: drain.drained && (reconcile === undefined || reconcile.missing === 0),
+    /** From the last answer until the last accepted record was stored, ms. */
     drainMs,
     reconcile,
     processes: context.sampler.totals(from, to),
+    /** Busy share of the whole machine over the phase (all processes, anyone's). */
     machineCpuShare: context.sampler.machineShare(from, to),
+    /** Phase window on the run's clock, ms. */
     window: { from, loadEnd, to },
   };
 }
@@ -221,12 +186,7 @@ export async function runPhase(context: ProductContext, spec: PhaseSpec): Promis
 export interface NoisyNeighbourSpec {
   /** TENANT_RATE_LIMIT_PER_SECOND of the stack: records a second per tenant per instance. */
   readonly limitPerSecond: number;
-  /** Tenant B's normal rate (default half its limit); A sends at ten times the limit. */
-  readonly normalPerSecond?: number;
-  /**
-   * A's records a request: 1 floods with single-record requests (ten times the limit in
-   * requests), more sends NDJSON batches of this many (ten times the limit in records).
-   */
+  /** A's records a request: 1 (single-record requests) or NDJSON batches of this many. */
   readonly floodBatchSize?: number;
   /** Length of each part: B alone, then B with A. */
   readonly seconds: number;
@@ -234,27 +194,11 @@ export interface NoisyNeighbourSpec {
   readonly log: (line: string) => void;
 }
 
-export interface NoisyNeighbourResult {
-  readonly limitPerSecond: number;
-  /** Records a second; A's in requests of `aRecordsPerRequest`. */
-  readonly offered: { readonly a: number; readonly b: number; readonly aRecordsPerRequest: number };
-  readonly bAlone: { readonly statuses: Record<string, number>; readonly latency?: Summary };
-  readonly bWithA: { readonly statuses: Record<string, number>; readonly latency?: Summary };
-  /** B got 202 and nothing else, in both parts. */
-  readonly bOnly202: boolean;
-  /** B's ingest p99 with A over B's p99 alone (issue 12 asks for at most 2). */
-  readonly p99Ratio: number | undefined;
-  readonly a: { readonly statuses: Record<string, number>; readonly rateLimited: number };
-  /** Every record A and B got a 202 for, stored exactly once. */
-  readonly reconcile: ReconcileReport;
-}
-
 /**
- * Tenant A floods at ten times its limit while tenant B sends at its normal rate, both open
- * loop, on a stack of its own started with TENANT_RATE_LIMIT_PER_SECOND (the bench's main stack
- * runs unlimited). Until ingest has the limiter, A is simply not limited and this still runs.
+ * Tenant A floods at ten times its limit while tenant B sends at half of it, both open loop, on
+ * a stack of its own with TENANT_RATE_LIMIT_PER_SECOND (the bench's main stack runs unlimited).
  */
-export async function runNoisyNeighbour(spec: NoisyNeighbourSpec): Promise<NoisyNeighbourResult> {
+export async function runNoisyNeighbour(spec: NoisyNeighbourSpec) {
   const project = "demo-rdp-noisy";
   const stack = await startStack({
     project,
@@ -270,7 +214,7 @@ export async function runNoisyNeighbour(spec: NoisyNeighbourSpec): Promise<Noisy
       tenantIds(`${spec.runId}-noisy`, 3),
     );
     if (a === undefined || b === undefined || warm === undefined) throw new Error("no tenants");
-    const normal = spec.normalPerSecond ?? spec.limitPerSecond / 2;
+    const normal = spec.limitPerSecond / 2;
     const flood = spec.limitPerSecond * 10;
     const floodBatchSize = spec.floodBatchSize ?? 1;
     const send = (tenant: TenantKey, rate: number, seconds: number, prefix: string, size = 1) =>
@@ -311,11 +255,13 @@ export async function runNoisyNeighbour(spec: NoisyNeighbourSpec): Promise<Noisy
       bAlone: { statuses: { ...alone.statuses }, latency: alone.latency },
       bWithA: { statuses: { ...withA.statuses }, latency: withA.latency },
       bOnly202: only202(alone) && only202(withA),
+      // B's ingest p99 with A over B's p99 alone (issue 12 asks for at most 2).
       p99Ratio:
         p99Alone && withA.latency
           ? Math.round((withA.latency.p99 / p99Alone) * 100) / 100
           : undefined,
       a: { statuses: { ...flooding.statuses }, rateLimited: flooding.statuses["429"] ?? 0 },
+      // Every record A and B got a 202 for, stored exactly once.
       reconcile,
     };
   } finally {
@@ -324,11 +270,6 @@ export async function runNoisyNeighbour(spec: NoisyNeighbourSpec): Promise<Noisy
   }
 }
 
-function hashSeed(text: string): number {
-  let hash = 2166136261;
-  for (let i = 0; i < text.length; i += 1) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 16777619);
-  }
-  return hash >>> 0;
-}
+/** FNV-1a: a seed of its own for each phase of a run. */
+const hashSeed = (text: string) =>
+  text.split("").reduce((hash, c) => Math.imul(hash ^ c.charCodeAt(0), 16777619), 2166136261) >>> 0;

@@ -1,9 +1,7 @@
 /**
- * Redaction speed on one core: MB/s of log text through `redact`, line by line, on two corpora
- * (the load payloads the product phases send, split into lines, and the realistic log lines of
- * log-corpus.ts). An optional baseline implementation (e.g. an older redaction.ts copied out of
- * git) is timed in the same process, rounds interleaved with the current one, so the two
- * medians are measured side by side on the same noisy machine.
+ * Redaction speed on one core: MB/s of log text through `redact`, line by line, on the load
+ * payloads and on log-corpus.ts. A baseline implementation (an older redaction.ts) is timed in
+ * rounds interleaved with the current one, so both medians see the same noisy machine.
  */
 import path from "node:path";
 import { redact } from "../../../functions/src/lib/redaction";
@@ -13,18 +11,7 @@ import { median } from "./stats";
 
 type Redact = (text: string) => { readonly text: string };
 
-export interface RedactionSpeedResult {
-  readonly corpus: string;
-  readonly lines: number;
-  readonly megabytes: number;
-  readonly implementations: readonly {
-    readonly name: string;
-    readonly mbPerSecond: readonly number[];
-    readonly medianMbPerSecond: number;
-  }[];
-  /** Median of the current implementation over the baseline's, when there is one. */
-  readonly ratio: number | undefined;
-}
+export type RedactionSpeedResult = Awaited<ReturnType<typeof measureRedactionSpeed>>[number];
 
 export async function measureRedactionSpeed(options: {
   /** A module exporting `redact(text)`, timed beside the current implementation. */
@@ -32,7 +19,7 @@ export async function measureRedactionSpeed(options: {
   /** Timed rounds per implementation and corpus (after two warm-up rounds). */
   readonly rounds: number;
   readonly lines: number;
-}): Promise<RedactionSpeedResult[]> {
+}) {
   const implementations: { name: string; redact: Redact }[] = [
     { name: "current", redact: (text) => redact(text) },
   ];
@@ -74,6 +61,7 @@ export async function measureRedactionSpeed(options: {
       lines: lines.length,
       megabytes: Math.round(megabytes * 100) / 100,
       implementations: measured,
+      // Median of the current implementation over the baseline's, when there is one.
       ratio: current !== undefined && baseline ? current / baseline : undefined,
     };
   });

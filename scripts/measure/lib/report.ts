@@ -5,6 +5,8 @@
  * self-contained HTML page (no script, no fetch: it opens offline) and rendered to PNG by resvg.
  */
 import { Resvg } from "@resvg/resvg-js";
+import { spawnSync } from "node:child_process";
+import os from "node:os";
 import * as vega from "vega";
 import * as vegaLite from "vega-lite";
 import type { TopLevelSpec } from "vega-lite";
@@ -16,16 +18,29 @@ import type { ProcSample } from "./procstat";
 import type { RedactionSpeedResult } from "./redaction-speed";
 import { round, summarize, type Summary } from "./stats";
 
-export interface MachineInfo {
-  readonly date: string;
-  readonly hostname: string;
-  readonly nproc: number;
-  readonly cpuModel: string;
-  readonly memory: string;
-  readonly node: string;
-  readonly java: string;
-  readonly os: string;
-  readonly loadAverageAtStart: readonly number[];
+export type MachineInfo = ReturnType<typeof machineInfo>;
+
+export const loadAverage = () => os.loadavg().map((value) => Math.round(value * 100) / 100);
+
+/** The machine a run measured, for every figure to be read against. */
+export function machineInfo() {
+  // stdout and stderr both (java -version prints to stderr); "" when it cannot run.
+  const run = (command: string, args: string[]) => {
+    const result = spawnSync(command, args, { encoding: "utf8", timeout: 5_000 });
+    return result.error === undefined ? `${result.stdout ?? ""}${result.stderr ?? ""}`.trim() : "";
+  };
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    hostname: os.hostname(),
+    nproc: Number(run("nproc", [])) || cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    memory: run("free", ["-h"]).split("\n")[1]?.replace(/\s+/g, " ") ?? "",
+    node: process.version,
+    java: run("java", ["-version"]).split("\n")[0] ?? "",
+    os: `${os.type()} ${os.release()}`,
+    loadAverageAtStart: loadAverage(),
+  };
 }
 
 /** One value of one line of one chart over time: the charts' data, in Vega-Lite's long form. */
@@ -37,28 +52,8 @@ export interface SeriesPoint {
   readonly value: number | null;
 }
 
-/** What one function cost per accepted record in a phase, and its tail-latency candidates. */
-export interface FunctionCost {
-  readonly logBytesPerRecord: number;
-  readonly logLinesPerRecord: number;
-  readonly cpuMsPerRecord: number;
-  /** Event-loop delay over the phase's diagnostics windows, ms: the worst window's p99, max. */
-  readonly eventLoopDelayP99: number | undefined;
-  readonly eventLoopDelayMax: number | undefined;
-  readonly gcPauses: number;
-  readonly gcPauseMs: number;
-  readonly gcPauseMaxMs: number;
-}
-
-export interface PhaseCost {
-  readonly phase: string;
-  /** Most requests due (or sent) and not yet answered at one time. */
-  readonly mostOutstanding: number;
-  readonly ingest: FunctionCost;
-  readonly worker: FunctionCost;
-  /** Share of the phase some task waited for a core (PSI); undefined where unavailable. */
-  readonly cpuPressure: number | undefined;
-}
+export type PhaseCost = ReturnType<typeof phaseCosts>[number];
+type FunctionCost = PhaseCost["ingest"];
 
 export interface BenchResult {
   readonly runId: string;
@@ -72,17 +67,9 @@ export interface BenchResult {
   readonly singleTarget: { readonly perSecond: number; readonly basis: string };
   readonly phases: readonly PhaseResult[];
   readonly costs: readonly PhaseCost[];
-  readonly segments: readonly {
-    readonly name: string;
-    readonly from: number;
-    readonly to: number;
-  }[];
+  readonly segments: readonly Readonly<{ name: string; from: number; to: number }>[];
   readonly series: readonly SeriesPoint[];
-  readonly targets?: readonly {
-    readonly target: string;
-    readonly met: boolean;
-    readonly evidence: string;
-  }[];
+  readonly targets?: readonly Readonly<{ target: string; met: boolean; evidence: string }>[];
 }
 
 const MIB = 1024 * 1024;
@@ -101,21 +88,20 @@ function mostOutstanding(requests: readonly RequestPoint[]): number {
 export function phaseCosts(input: {
   readonly phases: readonly PhaseResult[];
   readonly requests: readonly RequestPoint[];
-  readonly logs: Readonly<
-    Record<"ingest" | "worker", Pick<FunctionLog, "between" | "diagnostics">>
-  >;
+  readonly logs: Record<"ingest" | "worker", Pick<FunctionLog, "between" | "diagnostics">>;
   readonly cpuPressure: (from: number, to: number) => number | undefined;
-}): PhaseCost[] {
+}) {
   return input.phases.map((phase) => {
     const { from, to } = phase.window;
     const records = Math.max(1, phase.acceptedRecords);
-    const cost = (name: "ingest" | "worker"): FunctionCost => {
+    const cost = (name: "ingest" | "worker") => {
       const log = input.logs[name];
       const written = log.between(from, to);
       const windows = log.diagnostics.filter((d) => d.t > from && d.t <= to).map((d) => d.fields);
       const all = (field: string) => windows.flatMap((fields) => fields[field] ?? []);
       const worst = (field: string) =>
         all(field).length > 0 ? Math.max(...all(field)) : undefined;
+      // Event-loop delay over the phase's diagnostics windows: the worst window's p99, and max.
       return {
         logBytesPerRecord: written.bytes / records,
         logLinesPerRecord: written.lines / records,
@@ -129,9 +115,11 @@ export function phaseCosts(input: {
     };
     return {
       phase: phase.name,
+      // Most requests due (or sent) and not yet answered at one time.
       mostOutstanding: mostOutstanding(input.requests.filter((r) => r.phase === phase.name)),
       ingest: cost("ingest"),
       worker: cost("worker"),
+      // Share of the phase some task waited for a core (PSI); undefined where unavailable.
       cpuPressure: input.cpuPressure(from, to),
     };
   });
@@ -158,18 +146,9 @@ export function buildSeries(input: {
   }
   for (let t = 0; t <= Math.max(-1, ...bySecond.keys()); t += 1) {
     const requests = bySecond.get(t) ?? [];
-    add(
-      t,
-      "throughput",
-      "offered (due)",
-      requests.reduce((sum, r) => sum + r.records, 0),
-    );
-    add(
-      t,
-      "throughput",
-      "accepted",
-      requests.reduce((sum, r) => sum + r.accepted, 0),
-    );
+    const sum = (key: "records" | "accepted") => requests.reduce((total, r) => total + r[key], 0);
+    add(t, "throughput", "offered (due)", sum("records"));
+    add(t, "throughput", "accepted", sum("accepted"));
     const latency = summarize(requests.filter((r) => r.status !== null).map((r) => r.latencyMs));
     for (const p of ["p50", "p99", "max"] as const) add(t, "latency", p, latency?.[p]);
   }
@@ -177,10 +156,8 @@ export function buildSeries(input: {
   const stored = new Map<number, number>();
   input.stored.forEach(({ t, total }, index) => {
     const second = Math.floor(t / 1000);
-    stored.set(
-      second,
-      (stored.get(second) ?? 0) + total - (input.stored[index - 1]?.total ?? total),
-    );
+    const increase = total - (input.stored[index - 1]?.total ?? total);
+    stored.set(second, (stored.get(second) ?? 0) + increase);
   });
   for (const [t, count] of stored) add(t, "throughput", "stored", count);
   for (const { t, cpu, rss, machine, cpuPressure } of input.samples) {
@@ -207,7 +184,8 @@ const latencyText = (l: Summary | undefined) =>
     : `p50 ${fmt(l.p50)} ms, p90 ${fmt(l.p90)}, p99 ${fmt(l.p99)}, p99.9 ${fmt(l.p999)}, ` +
       `max ${fmt(l.max)}`;
 
-const rates = (p: PhaseResult) =>
+/** A phase in one line: the run logs it, a target cites it. */
+export const phaseRates = (p: PhaseResult) =>
   `offered ${fmt(p.offeredRecordsPerSecond)}/s, accepted ${fmt(p.acceptedRecordsPerSecond)}/s, ` +
   `stored ${fmt(p.storedPerSecondEndToEnd)}/s end to end, drain ${fmt(p.drainMs / 1000)} s, ` +
   reconcileText(p);
@@ -231,12 +209,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
       (p) => p.processes.find((proc) => proc.name === "worker")?.peakRssBytes ?? 0,
     ),
   );
-  type Verdict = NonNullable<BenchResult["targets"]>[number];
-  const verdict = (target: string, met: boolean, evidence: string): Verdict => ({
-    target,
-    met,
-    evidence,
-  });
+  const verdict = (target: string, met: boolean, evidence: string) => ({ target, met, evidence });
   const singleMet = (s: PhaseResult) =>
     s.acceptedRecordsPerSecond >= 0.97 * target && s.storedPerSecondDuringLoad >= 0.95 * target;
   const drainText = (p: PhaseResult) =>
@@ -246,7 +219,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
       verdict(
         `Single-record path sustains >= ${fmt(target)} records/s (${result.singleTarget.basis}) end to end with zero loss`,
         singleMet(single) && drained(single) && clean(single),
-        rates(single),
+        phaseRates(single),
       ),
     single &&
       verdict(
@@ -272,7 +245,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
         verdict(
           `Batch path (${pathLabel(batch)}) stores >= 5,000 records/s end to end`,
           batch.storedPerSecondEndToEnd >= 5_000 && batch.drained && clean(batch),
-          rates(batch),
+          phaseRates(batch),
         ),
       ),
     workerPeak > 0 &&
@@ -281,7 +254,7 @@ export function evaluateTargets(result: BenchResult): NonNullable<BenchResult["t
         workerPeak <= 256 * MIB,
         `worker peak RSS ${fmt(workerPeak / MIB)} MiB (sampled every 0.5 s)`,
       ),
-  ].filter((item): item is Verdict => typeof item === "object");
+  ].filter((item) => typeof item === "object");
 }
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -307,6 +280,8 @@ function tailTable(result: BenchResult): string | undefined {
   const phaseMs = single.loadSeconds * 1000 + single.drainMs;
   const gc = (f: FunctionCost) =>
     `${f.gcPauses} pauses, ${fmt(f.gcPauseMs)} ms (${fmt((100 * f.gcPauseMs) / phaseMs)} % of the phase), longest ${fmt(f.gcPauseMaxMs)} ms`;
+  const loopDelay = (f: FunctionCost) =>
+    `${fmt(f.eventLoopDelayP99)} / ${fmt(f.eventLoopDelayMax)}`;
   const cpu = (name: string) => {
     const proc = single.processes.find((p) => p.name === name);
     return `${fmt(proc?.cpuShare)} / ${fmt(proc?.peakCpuShare)}`;
@@ -319,14 +294,8 @@ function tailTable(result: BenchResult): string | undefined {
       ["ingest / broker at p50", ratio("p50")],
       ["ingest / broker at p99", ratio("p99")],
       ["ingest / broker at p99.9", ratio("p999")],
-      [
-        "event-loop delay, ingest: worst window p99 / max ms",
-        `${fmt(cost.ingest.eventLoopDelayP99)} / ${fmt(cost.ingest.eventLoopDelayMax)}`,
-      ],
-      [
-        "event-loop delay, worker: worst window p99 / max ms",
-        `${fmt(cost.worker.eventLoopDelayP99)} / ${fmt(cost.worker.eventLoopDelayMax)}`,
-      ],
+      ["event-loop delay, ingest: worst window p99 / max ms", loopDelay(cost.ingest)],
+      ["event-loop delay, worker: worst window p99 / max ms", loopDelay(cost.worker)],
       ["GC pauses, ingest", gc(cost.ingest)],
       ["GC pauses, worker", gc(cost.worker)],
       ["machine CPU busy, cores", `${fmt(single.machineCpuShare)} of ${result.machine.nproc}`],
@@ -424,78 +393,68 @@ const CHARTS = {
   memory: ["Resident memory per process", "MiB"],
 } as const;
 
+const PERCENTILES = { p50: "p50", p90: "p90", p99: "p99", p999: "p99.9", max: "max" } as const;
+
 /** The page's charts as one Vega-Lite spec: four panels over time, then the knee. */
 export function chartSpec(result: BenchResult): TopLevelSpec {
-  const bands = result.segments.map((s, index) => ({
+  const bands = result.segments.map((s, i) => ({
     ...s,
     from: s.from / 1000,
     to: s.to / 1000,
-    shade: index % 2,
+    shade: i % 2,
   }));
   // One time axis for every panel: the run, from its first second to its last.
   const end = Math.max(0, ...bands.map((band) => band.to), ...result.series.map((p) => p.t));
-  const x = {
-    field: "t",
-    type: "quantitative",
-    title: "seconds since start",
-    scale: { domain: [0, Math.ceil(end)], nice: false },
-  };
-  // A panel without data would have no size: only those with data are drawn.
-  const charted = new Set(result.series.map((point) => point.chart));
-  const overTime = Object.entries(CHARTS)
-    .filter(([chart]) => charted.has(chart as SeriesPoint["chart"]))
-    .map(([chart, [title, unit]]) => ({
+  const scale = { domain: [0, Math.ceil(end)], nice: false };
+  const x = { field: "t", type: "quantitative", title: "seconds since start", scale };
+  const shade = { range: ["#f3f3f3", "#e8eef7"] };
+  const label = { type: "text", align: "left", baseline: "top", dx: 2, fontSize: 8, color: "#666" };
+  const phaseBands = [
+    {
+      mark: "rect",
+      encoding: {
+        x: { ...x, field: "from" },
+        x2: { field: "to" },
+        color: { field: "shade", type: "nominal", scale: shade, legend: null },
+      },
+    },
+    {
+      mark: label,
+      encoding: { x: { ...x, field: "from" }, y: { value: 2 }, text: { field: "name" } },
+    },
+  ].map((layer) => ({ data: { values: bands }, ...layer }));
+  /** A panel of one chart's lines over the run, on the phases' bands. */
+  const overTime = (chart: SeriesPoint["chart"], title: string, unit: string) => {
+    // A zero latency (no answer in that second) has no place on a log scale.
+    const values = result.series.filter(
+      (p) => p.chart === chart && (chart !== "latency" || p.value !== 0),
+    );
+    const y = {
+      field: "value",
+      type: "quantitative",
+      title: unit,
+      scale: { type: chart === "latency" ? "log" : "linear" },
+    };
+    const color = { field: "series", type: "nominal", title: null };
+    const lines = {
+      data: { values },
+      mark: { type: "line", strokeWidth: 1.2 },
+      encoding: { x, y, color },
+    };
+    return {
       title,
       width: 1000,
       height: 200,
       resolve: { scale: { color: "independent" } },
-      layer: [
-        {
-          data: { values: bands },
-          mark: "rect",
-          encoding: {
-            x: { ...x, field: "from" },
-            x2: { field: "to" },
-            color: {
-              field: "shade",
-              type: "nominal",
-              scale: { range: ["#f3f3f3", "#e8eef7"] },
-              legend: null,
-            },
-          },
-        },
-        {
-          data: { values: bands },
-          mark: { type: "text", align: "left", baseline: "top", dx: 2, fontSize: 8, color: "#666" },
-          encoding: { x: { ...x, field: "from" }, y: { value: 2 }, text: { field: "name" } },
-        },
-        {
-          data: {
-            values: result.series.filter(
-              (p) => p.chart === chart && (chart !== "latency" || p.value !== 0),
-            ),
-          },
-          mark: { type: "line", strokeWidth: 1.2 },
-          encoding: {
-            x,
-            y: {
-              field: "value",
-              type: "quantitative",
-              title: unit,
-              scale: { type: chart === "latency" ? "log" : "linear" },
-            },
-            color: { field: "series", type: "nominal", title: null },
-          },
-        },
-      ],
-    }));
-  const percentiles = { p50: "p50", p90: "p90", p99: "p99", p999: "p99.9", max: "max" } as const;
+      layer: [...phaseBands, lines],
+    };
+  };
   const kneePoints = (source: string, offered: number, latency: Summary | undefined) =>
-    Object.entries(percentiles).map(([key, percentile]) => ({
+    Object.entries(PERCENTILES).map(([key, percentile]) => ({
       source,
       offered,
       percentile,
-      ms: latency?.[key as keyof typeof percentiles] ?? 0,
+      ms: latency?.[key as keyof typeof PERCENTILES] ?? 0,
     }));
   const knee = [
     ...result.phases
@@ -505,29 +464,32 @@ export function chartSpec(result: BenchResult): TopLevelSpec {
       c.offeredRate === undefined ? [] : kneePoints("broker publish-ack", c.offeredRate, c.latency),
     ),
   ].filter((point) => point.ms > 0);
+  const kneePanel = {
+    title:
+      "The knee: single-record latency against offered rate (a point a phase; broker: a trivial publisher, same run)",
+    width: 1000,
+    height: 260,
+    data: { values: knee },
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "offered", type: "quantitative", title: "offered records/s" },
+      y: { field: "ms", type: "quantitative", title: "ms (log)", scale: { type: "log" } },
+      color: { field: "percentile", type: "nominal", sort: Object.values(PERCENTILES) },
+      shape: { field: "source", type: "nominal", title: null },
+      detail: { field: "source" },
+    },
+  };
+  // A panel without data would have no size: only those with data are drawn.
+  const charted = new Set(result.series.map((point) => point.chart));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     background: "white",
     config: { font: "DejaVu Sans" },
     vconcat: [
-      ...overTime,
-      ...[knee]
-        .filter((points) => points.length > 0)
-        .map((values) => ({
-          title:
-            "The knee: single-record latency against offered rate (a point a phase; broker: a trivial publisher, same run)",
-          width: 1000,
-          height: 260,
-          data: { values },
-          mark: { type: "line", point: true },
-          encoding: {
-            x: { field: "offered", type: "quantitative", title: "offered records/s" },
-            y: { field: "ms", type: "quantitative", title: "ms (log)", scale: { type: "log" } },
-            color: { field: "percentile", type: "nominal", sort: Object.values(percentiles) },
-            shape: { field: "source", type: "nominal", title: null },
-            detail: { field: "source" },
-          },
-        })),
+      ...Object.entries(CHARTS)
+        .filter(([chart]) => charted.has(chart as SeriesPoint["chart"]))
+        .map(([chart, [title, unit]]) => overTime(chart as SeriesPoint["chart"], title, unit)),
+      ...(knee.length > 0 ? [kneePanel] : []),
     ],
   } as TopLevelSpec;
 }

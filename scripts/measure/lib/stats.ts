@@ -1,24 +1,12 @@
 /**
- * Latency percentiles through HdrHistogram (hdr-histogram-js), the reference wrk2 and most load
- * tools use: values are recorded in microseconds with 3 significant digits, so a percentile is
- * exact to 0.1 % of its value, and histograms of one phase can be added. The rest is the little
- * arithmetic the report shares.
+ * Latency percentiles through HdrHistogram (hdr-histogram-js), as wrk2 records them: in
+ * microseconds with 3 significant digits, so a percentile is exact to 0.1 % of its value.
  */
 import * as hdr from "hdr-histogram-js";
 
 export type Histogram = hdr.Histogram;
 
-export interface Summary {
-  readonly count: number;
-  readonly min: number;
-  readonly mean: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly p999: number;
-  readonly max: number;
-}
+export type Summary = NonNullable<ReturnType<typeof summaryOf>>;
 
 const MS = 1000;
 
@@ -32,7 +20,7 @@ export function recordMs(histogram: Histogram, ms: number): void {
 }
 
 /** Count, mean, p50/p90/p95/p99/p99.9 and max in ms; undefined for an empty histogram. */
-export function summaryOf(histogram: Histogram): Summary | undefined {
+export function summaryOf(histogram: Histogram) {
   if (histogram.totalCount === 0) return undefined;
   // A percentile is the top of its bucket: never above the largest value recorded.
   const at = (p: number) => Math.min(histogram.getValueAtPercentile(p), histogram.maxValue) / MS;
