@@ -27,7 +27,6 @@ import {
   emulatorFirestore,
   freePort,
   sleep,
-  waitUntilReady,
 } from "../../local/lib/emulators";
 import { FRAMEWORK_MAIN } from "../../local/lib/stack";
 import { latencyHistogram, ratePerSecond, recordMs, summaryOf, type Summary } from "./stats";
@@ -220,14 +219,15 @@ async function frameworkReceiver(logDir: string): Promise<PushReceiver> {
     env: childEnv({ PORT: String(port), K_SERVICE: "noop" }),
     cwd: source,
     logFile,
+    port,
+    readyTimeoutMs: 30_000,
   });
   const stop = async () => {
     await noop.stop();
     fs.rmSync(source, { recursive: true, force: true });
   };
   try {
-    noop.start();
-    await waitUntilReady({ host: LOOPBACK, port, timeoutMs: 30_000, process: noop });
+    await noop.start();
   } catch (error) {
     await stop();
     throw error;
