@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import firebaseJson from "../../firebase.json";
 import { readyBanner, seedDemoTenant } from "./lib/demo-tenant";
-import { REPO_ROOT, childEnv, pollUntil } from "./lib/emulators";
+import { REPO_ROOT, childEnv, onFirstSignal, pollUntil } from "./lib/emulators";
 import { installEmulators } from "./lib/install-emulators";
 import { resolveFunctionsSource } from "./lib/stack";
 
@@ -31,9 +31,7 @@ const firebase = spawn(
     detached: true,
   },
 );
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(signal, () => firebase.kill(signal));
-}
+onFirstSignal((signal) => firebase.kill(signal));
 let failed = false;
 firebase.on("exit", (code) => process.exit(failed ? 1 : (code ?? 1)));
 

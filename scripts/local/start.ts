@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import { readyBanner, seedDemoTenant } from "./lib/demo-tenant";
-import { REPO_ROOT, stopAll } from "./lib/emulators";
+import { REPO_ROOT, onFirstSignal, stopAll } from "./lib/emulators";
 import { startStack } from "./lib/stack";
 
 function portFromEnv(name: string, fallback: number): number {
@@ -18,12 +18,10 @@ function portFromEnv(name: string, fallback: number): number {
 }
 
 async function main(): Promise<void> {
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.on(signal, () => {
-      console.log(`\n${signal}: stopping the functions and emulators...`);
-      void stopAll().finally(() => process.exit(0));
-    });
-  }
+  onFirstSignal((signal) => {
+    console.log(`\n${signal}: stopping the functions and emulators...`);
+    void stopAll().finally(() => process.exit(0));
+  });
   const startedAt = Date.now();
   console.log("Starting the Pub/Sub and Firestore emulators and both functions...");
   const stack = await startStack({

@@ -1,7 +1,6 @@
 /**
- * The process plumbing of the local stack (ManagedProcess, one readiness wait) and the Google
- * Cloud emulators run with it: the files installEmulators placed for firebase-tools, started as
- * firebase-tools starts them and, as it does, taken as ready once their port accepts connections.
+ * The process plumbing of the local stack and the Google Cloud emulators run with it: the files
+ * installEmulators placed for firebase-tools, started as firebase-tools starts them.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -20,10 +19,7 @@ export const LOOPBACK = "127.0.0.1";
 /** Keys a child inherits even when it does not inherit the whole environment. */
 const BASIC_ENV_KEYS = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
-/**
- * `extra` over our whole environment or, by default, only its basics, so a developer's
- * exported AUTH_MODE or NODE_OPTIONS cannot leak into a test run.
- */
+/** `extra` over our environment, or only its basics: an exported AUTH_MODE stays out of tests. */
 export function childEnv(extra: Record<string, string>, inherit = false): Record<string, string> {
   const base = Object.entries(process.env).filter(
     ([key, value]) => value !== undefined && (inherit || BASIC_ENV_KEYS.includes(key)),
@@ -39,11 +35,7 @@ export interface ProcessSpec {
   readonly cwd?: string;
   /** Where stdout and stderr are appended. */
   readonly logFile: string;
-  /**
-   * start() checks that it is free, then waits until the process accepts connections on it, as
-   * firebase-tools waits for its emulators (an HTTP probe without a body would make
-   * functions-framework's CloudEvent middleware throw).
-   */
+  /** start() checks that it is free, then waits for a connection on it (see `connects`). */
   readonly port?: number;
   readonly readyTimeoutMs?: number;
   /** Start it again this long after it exits by itself, as Cloud Run replaces an instance. */
@@ -57,10 +49,26 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((child) => child.stop()));
 }
 
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * Calls `handler` on the first of these signals only: a Ctrl-C reaches both tsx and the script,
+ * and tsx passes it on.
+ */
+export function onFirstSignal(handler: (signal: NodeJS.Signals) => void): void {
+  let signalled = false;
+  for (const signal of SIGNALS) {
+    process.on(signal, () => {
+      if (!signalled) handler(signal);
+      signalled = true;
+    });
+  }
+}
+
 // Children outlive us unless stopped. A signal stops them unless the script handles it itself;
 // exit is the backstop, also for mocha, which leaves Ctrl-C to Node.
 process.on("exit", () => live.forEach((child) => child.kill("SIGKILL")));
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+for (const signal of SIGNALS) {
   process.on(signal, () => {
     if (process.listenerCount(signal) > 1) return;
     void stopAll().finally(() => process.exit(128 + os.constants.signals[signal]));
@@ -68,9 +76,8 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 }
 
 /**
- * A restartable child process in its own process group: signals reach a launcher script and
- * the JVM it starts alike, and a terminal's Ctrl-C reaches only us, which leaves the shutdown
- * order to us.
+ * A restartable child process in its own process group: signals reach a launcher script and its
+ * JVM alike, and a terminal's Ctrl-C reaches only us, which leaves the shutdown order to us.
  */
 export class ManagedProcess {
   private child: ChildProcess | undefined;
@@ -106,30 +113,25 @@ export class ManagedProcess {
     fs.closeSync(output);
     this.child = child;
     live.add(this);
-    this.exited = once(child, "exit").then(
-      ([code, signal]) => this.onExit(signal ? `on ${signal}` : `with code ${code}`),
-      (error: Error) => this.onExit(`without starting (${error.message})`),
-    );
-    if (port) await this.waitUntilListening(port, child);
-  }
-
-  private onExit(how: string): void {
-    this.child = undefined;
-    live.delete(this);
-    if (this.stopping === undefined) this.exitedByItself(how);
-  }
-
-  /** Stops waiting at once if it exits; the error shows its log's end. */
-  private async waitUntilListening(port: number, child: ChildProcess): Promise<void> {
-    const { name, logFile, readyTimeoutMs = 60_000 } = this.spec;
+    this.exited = once(child, "exit")
+      .then(
+        ([code, signal]) => (signal ? `on ${signal}` : `with code ${code}`),
+        (error: Error) => `without starting (${error.message})`,
+      )
+      .then((how) => {
+        this.child = undefined;
+        live.delete(this);
+        if (this.stopping === undefined) this.exitedByItself(how);
+      });
+    if (port === undefined) return;
+    const { name, readyTimeoutMs = 60_000 } = this.spec;
+    const what = `${name} on ${LOOPBACK}:${port}`;
     await pollUntil(
       async (note) => {
         if (this.child !== child) throw new Error(`${name} exited`);
-        const failure = await connectFailure(LOOPBACK, port);
-        if (failure !== undefined) note(failure);
-        return failure === undefined || undefined;
+        return connects(port).catch((error: Error) => void note(error.message));
       },
-      { timeoutMs: readyTimeoutMs, what: `${name} on ${LOOPBACK}:${port}` },
+      { timeoutMs: readyTimeoutMs, what },
     ).catch(async (error: Error) => {
       if (this.child === child) await this.stop(); // one that exited is left to replaceAfterMs
       const tail = fs.readFileSync(logFile, "utf8").slice(-2_000);
@@ -218,18 +220,17 @@ export async function pollUntil<T>(
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what} (${last})`);
 }
 
-/** Resolves undefined once a connection opens, else what happened instead. */
-function connectFailure(host: string, port: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port, timeout: 2_000 });
-    const done = (failure?: string) => {
-      socket.destroy();
-      resolve(failure);
-    };
-    socket.once("connect", () => done());
-    socket.once("timeout", () => done("connect timed out"));
-    socket.once("error", (error: NodeJS.ErrnoException) => done(error.code ?? error.message));
-  });
+/**
+ * Resolves once `port` accepts a connection, as firebase-tools waits for its emulators (an HTTP
+ * probe without a body would make functions-framework's CloudEvent middleware throw).
+ */
+function connects(port: number): Promise<true> {
+  const socket = net.connect({ host: LOOPBACK, port, timeout: 2_000 });
+  return new Promise<true>((resolve, reject) => {
+    socket.once("connect", () => resolve(true));
+    socket.once("timeout", () => reject(new Error("connect timed out")));
+    socket.once("error", reject);
+  }).finally(() => socket.destroy());
 }
 
 /**
@@ -250,9 +251,8 @@ export function freePort(host = LOOPBACK, port = 0): Promise<number> {
 }
 
 /**
- * One emulator on a fixed port, kept across restart(). Its state lives in memory: a restart
- * loses it. pause() freezes it with its state and sockets, as a backend that stalls rather than
- * dies, until resume().
+ * One emulator on a fixed port, kept across restart(), which loses its state (held in memory);
+ * pause() freezes it, state and sockets, as a backend that stalls rather than dies.
  */
 export type Emulator = ManagedProcess & { readonly hostPort: string };
 
@@ -275,12 +275,11 @@ export interface Emulators {
 
 export async function startEmulators(options: EmulatorOptions): Promise<Emulators> {
   const files = installEmulators();
-  const emulator = async (name: string, port: number | undefined, command: string[]) => {
-    const bound = port ?? (await freePort());
-    const [program = "", ...args] = command;
+  const emulator = async (name: string, port = 0, command: string, ...args: string[]) => {
+    const bound = await freePort(LOOPBACK, port);
     const managed = new ManagedProcess({
       name: `${name} emulator`,
-      command: program,
+      command,
       args: [...args, `--host=${LOOPBACK}`, `--port=${bound}`],
       env: childEnv({}),
       logFile: path.join(options.logDir, `${name}.log`),
@@ -289,14 +288,11 @@ export async function startEmulators(options: EmulatorOptions): Promise<Emulator
     });
     return Object.assign(managed, { hostPort: `${LOOPBACK}:${bound}` });
   };
-  const pubsub = await emulator("pubsub", options.pubsubPort, [files.pubsub]);
-  const firestore = await emulator("firestore", options.firestorePort, [
-    "java",
-    `-Xmx${options.firestoreMaxHeap ?? "1g"}`,
-    "-Duser.language=en", // as the SDK's launcher: the emulator only speaks English
-    "-jar",
-    files.firestore,
-  ]);
+  const { pubsubPort, firestorePort, firestoreMaxHeap = "1g" } = options;
+  const pubsub = await emulator("pubsub", pubsubPort, files.pubsub);
+  // -Duser.language=en as in the SDK's launcher: the emulator only speaks English.
+  const jvm = ["java", `-Xmx${firestoreMaxHeap}`, "-Duser.language=en", "-jar"] as const;
+  const firestore = await emulator("firestore", firestorePort, ...jvm, files.firestore);
   const stop = async () => {
     await Promise.all([pubsub.stop(), firestore.stop()]);
   };
