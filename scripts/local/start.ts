@@ -11,10 +11,8 @@ import { startStack } from "./lib/stack";
 
 function portFromEnv(name: string, fallback: number): number {
   const raw = process.env[name]?.trim() || String(fallback);
-  if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 65_535) {
-    throw new Error(`${name} must be a port number (1-65535), got "${raw}"`);
-  }
-  return Number(raw);
+  if (/^\d{1,5}$/.test(raw) && Number(raw) >= 1 && Number(raw) <= 65_535) return Number(raw);
+  throw new Error(`${name} must be a port number (1-65535), got "${raw}"`);
 }
 
 async function main(): Promise<void> {

@@ -51,10 +51,7 @@ export async function stopAll(): Promise<void> {
 
 const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
-/**
- * Calls `handler` on the first of these signals only: a Ctrl-C reaches both tsx and the script,
- * and tsx passes it on.
- */
+/** Calls `handler` on the first signal only: a Ctrl-C reaches tsx and us, and tsx passes it on. */
 export function onFirstSignal(handler: (signal: NodeJS.Signals) => void): void {
   let signalled = false;
   for (const signal of SIGNALS) {
@@ -250,11 +247,13 @@ export function freePort(host = LOOPBACK, port = 0): Promise<number> {
   });
 }
 
+/** Both emulators, and stop() for both. */
+export type Emulators = Awaited<ReturnType<typeof startEmulators>>;
 /**
  * One emulator on a fixed port, kept across restart(), which loses its state (held in memory);
  * pause() freezes it, state and sockets, as a backend that stalls rather than dies.
  */
-export type Emulator = ManagedProcess & { readonly hostPort: string };
+export type Emulator = Emulators["pubsub"];
 
 export interface EmulatorOptions {
   /** Directory for pubsub.log and firestore.log. */
@@ -267,13 +266,7 @@ export interface EmulatorOptions {
   readonly readyTimeoutMs?: number;
 }
 
-export interface Emulators {
-  readonly pubsub: Emulator;
-  readonly firestore: Emulator;
-  stop(): Promise<void>;
-}
-
-export async function startEmulators(options: EmulatorOptions): Promise<Emulators> {
+export async function startEmulators(options: EmulatorOptions) {
   const files = installEmulators();
   const emulator = async (name: string, port = 0, command: string, ...args: string[]) => {
     const bound = await freePort(LOOPBACK, port);
