@@ -1,9 +1,7 @@
 /**
- * `npm run emulators`: plain `firebase emulators:start` (functions, Firestore, Pub/Sub, with the
- * ports of firebase.json), plus the demo tenant's key and a ready curl once it is up. The build
- * places the emulators where firebase-tools finds them, so `npx firebase emulators:start` works
- * offline as well. The suite acks every Pub/Sub event, even one whose function threw, so failed
- * events are never redelivered here; `npm start` runs the production-faithful stack that does.
+ * `npm run emulators`: plain `firebase emulators:start` (functions, Firestore, Pub/Sub on the ports
+ * of firebase.json; offline, as the build placed the emulators), then the demo tenant's key and a
+ * ready curl. The suite acks every Pub/Sub event, even a failed one: `npm start` redelivers.
  */
 import { spawn } from "node:child_process";
 import path from "node:path";
@@ -43,7 +41,7 @@ announce().catch((error: unknown) => {
 
 /** Seeds the demo tenant and prints the banner once the functions emulator has loaded ingest. */
 async function announce(): Promise<void> {
-  // It loads the functions once every other emulator listens.
+  // Loaded once every other emulator listens.
   const region = await pollUntil(ingestRegion, {
     timeoutMs: 180_000, // cold JVMs and functions runtime: 10-20 s on two cores
     what: `the ingest function on ${functionsHost}`,

@@ -1,9 +1,7 @@
 /**
- * The demo tenant the local modes print a ready-to-paste request for: a fresh API key for tenant
- * `acme`, labelled `demo`, on every start (an earlier key's secret was printed once and is kept
- * nowhere; it stays valid in an emulator that forgets everything when it stops). It is created
- * in the open demo mode (AUTH_MODE=disabled) too, so switching modes never breaks the README's
- * curl examples.
+ * The demo tenant of both local modes: a fresh API key for `acme`, labelled `demo`, on every start
+ * (an earlier one's secret was printed once and is kept nowhere), in the open demo mode too, so
+ * that switching modes never leaves the README's curl examples without a key.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -33,7 +31,7 @@ export async function seedDemoTenant(
   }
 }
 
-/** What both local modes print once ready: `rows` (a value may hold several lines), the key, a curl. */
+/** What both local modes print once ready: `rows` (a value may span lines), the key, a curl. */
 export function readyBanner(
   title: string,
   rows: ReadonlyArray<readonly [string, string]>,
@@ -47,12 +45,11 @@ export function readyBanner(
     ["Tenant", tenant.tenantId],
     ["API key", `${tenant.apiKey}\nalso in ${keyFile}: export KEY=$(cat ${keyFile})`],
   ];
+  const indent = (value: string) => value.replace(/\n/g, `\n${" ".repeat(15)}`);
   return [
     "",
     title,
-    ...table.map(
-      ([label, value]) => `  ${label.padEnd(13)}${value.replace(/\n/g, `\n${" ".repeat(15)}`)}`,
-    ),
+    ...table.map(([label, value]) => `  ${label.padEnd(13)}${indent(value)}`),
     "",
     "Try:",
     `  curl -i -X POST '${curlUrl}' -H 'Content-Type: application/json' -H 'Authorization: Bearer ${tenant.apiKey}' -d '${body}'`,

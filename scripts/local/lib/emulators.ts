@@ -296,10 +296,9 @@ export async function startEmulators(options: EmulatorOptions) {
 }
 
 /**
- * A client of the given emulator whatever this process's environment says: the library lets
- * FIRESTORE_EMULATOR_HOST (read in the constructor only) override the host in settings. With
- * `ssl: false` it sends the emulator's admin token and never looks for Google credentials, so
- * this can never reach a real project.
+ * A client of this emulator whatever our environment says: FIRESTORE_EMULATOR_HOST, read by the
+ * constructor only, overrides `host` and makes it send the emulator's admin token, never Google
+ * credentials, so this can never reach a real project.
  */
 export function emulatorFirestore(projectId: string, firestoreHost: string): Firestore {
   const previous = process.env.FIRESTORE_EMULATOR_HOST;

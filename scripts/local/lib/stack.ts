@@ -1,8 +1,7 @@
 /**
  * The production-faithful local stack: both functions served by functions-framework, as Cloud
- * Run serves them, and a Pub/Sub push subscription from the ingest topic to the worker, as
- * Eventarc creates one. Unlike the Firebase emulator suite (which acks every event, even a
- * failed one), a non-2xx answer from the worker here means redelivery, as in production.
+ * Run serves them, and a Pub/Sub push subscription to the worker, as Eventarc creates one. Unlike
+ * in the Firebase emulator suite, which acks every event, a failed push is redelivered.
  */
 import { PubSub } from "@google-cloud/pubsub";
 import fs from "node:fs";
@@ -26,8 +25,8 @@ export const FRAMEWORK_MAIN = path.join(
 /** The NODE_OPTIONS of deploy/config.env, so the functions' memory here is what it is deployed. */
 export const FUNCTION_HEAP_LIMIT = "--max-old-space-size=128";
 
-// This process only ever talks to emulators: spare google-auth its probe for a GCE metadata
-// server (a warning and a delay offline), here and in the admin clients of our callers.
+// This process only talks to emulators: spare google-auth (here and in our callers' clients) its
+// probe for a metadata server, a warning and a delay offline.
 process.env.METADATA_SERVER_DETECTION ??= "none";
 
 export interface StackOptions {
@@ -104,7 +103,6 @@ export async function startStack(options: StackOptions) {
     throw error;
   }
 
-  let stopping: Promise<void> | undefined;
   return {
     /** The ingest function; any path reaches it, as on functions-framework in Cloud Run. */
     ingestUrl: `http://${LOOPBACK}:${ingestPort}/`,
@@ -130,26 +128,26 @@ export async function startStack(options: StackOptions) {
     restartWorker: () => worker.restart(),
     restartIngest: () => ingest.restart(),
     /** Stops the functions, then the emulators if the stack started them. Idempotent. */
-    stop: (): Promise<void> => (stopping ??= stop()),
+    stop,
   };
 }
 
 export type FunctionTarget = "ingest" | "process";
 
+export interface FunctionInstanceSpec extends Pick<ProcessSpec, "logFile" | "replaceAfterMs"> {
+  readonly target: FunctionTarget;
+  readonly port: number;
+  /** The compiled functions package (see resolveFunctionsSource). */
+  readonly source: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly inheritEnv?: boolean;
+}
+
 /**
  * One instance of a function, served by functions-framework as Cloud Run serves it, with the
  * variables Cloud Run sets. Not started: `start()` resolves once it accepts connections.
  */
-export function functionInstance(
-  spec: {
-    readonly target: FunctionTarget;
-    readonly port: number;
-    /** The compiled functions package (see resolveFunctionsSource). */
-    readonly source: string;
-    readonly env: Readonly<Record<string, string>>;
-    readonly inheritEnv?: boolean;
-  } & Pick<ProcessSpec, "logFile" | "replaceAfterMs">,
-): ManagedProcess {
+export function functionInstance(spec: FunctionInstanceSpec): ManagedProcess {
   const { target, port, source, env, inheritEnv, ...supervision } = spec;
   const signature = target === "ingest" ? "http" : "cloudevent";
   const profileDir = process.env.RDP_CPU_PROF;
@@ -195,12 +193,10 @@ const GRPC_ALREADY_EXISTS = 6;
 const gaxOpts = { timeout: 10_000 };
 
 /**
- * The topic and the push subscription Eventarc would create for the worker. Eventarc's acks
- * after 600 s and has a retry policy (deploy.sh). Here the ack deadline bounds one push, so it
- * stays above PROCESS_TIMEOUT_SECONDS; and there is no retry policy, because with one the
- * emulator (0.8.20) stalls the subscription once pushes fail repeatedly (a chaos run with 20 %
- * failures stored 533 of 3,000 accepted records, then nothing more: docs/RELIABILITY.md).
- * Without one it redelivers a failed push after about 1 s.
+ * The topic and the push subscription Eventarc would create for the worker, whose own has a 600 s
+ * ack deadline and a retry policy (deploy.sh). Here the deadline bounds one push, so it stays above
+ * PROCESS_TIMEOUT_SECONDS. No retry policy: with one, the emulator (0.8.20) stalls the subscription
+ * once pushes fail repeatedly (docs/RELIABILITY.md); without, it redelivers after about 1 s.
  */
 function pushTopology(apiEndpoint: string, projectId: string, topic: string, pushEndpoint: string) {
   const subscription = `${topic}-process`;
