@@ -1,89 +1,53 @@
 /**
- * `npm run emulators`: plain `firebase emulators:start` (functions, Firestore, Pub/Sub, with the
- * ports of firebase.json), plus the demo tenant's key and a ready curl once it is up. The npm
- * script builds first, and the build places the emulators where firebase-tools finds them, so
- * `npx firebase emulators:start` works offline as well.
- *
- * The suite acks every Pub/Sub event, even one whose function threw, so failed events are never
- * redelivered here; `npm start` runs the production-faithful stack that does redeliver.
+ * `npm run emulators`: plain `firebase emulators:start` (functions, Firestore, Pub/Sub on the ports
+ * of firebase.json; offline, as the build placed the emulators), then the demo tenant's key and a
+ * ready curl. The suite acks every Pub/Sub event, even a failed one: `npm start` redelivers.
  */
-import fs from "node:fs";
+import { spawn } from "node:child_process";
 import path from "node:path";
+import firebaseJson from "../../firebase.json";
 import { readyBanner, seedDemoTenant } from "./lib/demo-tenant";
-import { LOOPBACK, ManagedProcess, REPO_ROOT, childEnv, waitUntilReady } from "./lib/emulators";
+import { REPO_ROOT, childEnv, onFirstSignal, pollUntil } from "./lib/emulators";
 import { installEmulators } from "./lib/install-emulators";
 import { resolveFunctionsSource } from "./lib/stack";
 
 const PROJECT = "demo-rdp";
-/** The JVMs and the functions runtime start cold; the suite takes 10-20 s on two cores. */
-const READY_TIMEOUT_MS = 180_000;
+const { functions, firestore } = firebaseJson.emulators;
+const functionsHost = `${functions.host}:${functions.port}`;
+const firestoreHost = `${firestore.host}:${firestore.port}`;
 
-type Address = { host?: string; port: number };
-const { emulators } = JSON.parse(
-  fs.readFileSync(path.join(REPO_ROOT, "firebase.json"), "utf8"),
-) as {
-  emulators: { functions: Address; firestore: Address };
-};
-const hostPort = ({ host = LOOPBACK, port }: Address) => `${host}:${port}`;
-
-/** The ingest trigger's region once the functions emulator has loaded our code. */
-function ingestRegion(backendsJson: string): string | undefined {
-  type Backends = {
-    backends?: Array<{ functionTriggers?: Array<{ entryPoint?: string; region?: string }> }>;
-  };
-  try {
-    const { backends = [] } = JSON.parse(backendsJson) as Backends;
-    const triggers = backends.flatMap((backend) => backend.functionTriggers ?? []);
-    return triggers.find((trigger) => trigger.entryPoint === "ingest")?.region;
-  } catch {
-    return undefined;
-  }
-}
-
-async function main(): Promise<void> {
-  resolveFunctionsSource();
-  installEmulators(); // the build did it, and only warned if something is missing
-  const firebase = new ManagedProcess({
-    name: "firebase emulators:start",
-    command: path.join(REPO_ROOT, "node_modules/.bin/firebase"),
-    args: ["emulators:start", "--project", PROJECT],
+resolveFunctionsSource();
+installEmulators(); // the build only warned if something is missing; this stops with the reason
+// In a process group of its own, so that a Ctrl-C reaches it once, from us: firebase-tools takes
+// a second one as "stop now", leaving the emulator JVMs behind.
+const firebase = spawn(
+  path.join(REPO_ROOT, "node_modules/.bin/firebase"),
+  ["emulators:start", "--project", PROJECT],
+  {
     env: childEnv({ METADATA_SERVER_DETECTION: "none" }, true),
-    // Its SIGTERM handler stops the emulator JVMs, which run in process groups of their own.
-    stopGraceMs: 30_000,
-  });
-  firebase.onExit((code, requested) => {
-    if (requested) return;
-    console.error(`firebase emulators:start exited with code ${code}`);
-    process.exit(code || 1);
-  });
-  const shutdown = (code: number) => void firebase.stop().finally(() => process.exit(code));
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
-    process.on(signal, () => shutdown(0));
-  await firebase.start();
-  await announce(firebase).catch((error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    shutdown(1);
-  });
-}
+    stdio: ["ignore", "inherit", "inherit"],
+    detached: true,
+  },
+);
+onFirstSignal((signal) => firebase.kill(signal));
+let failed = false;
+firebase.on("exit", (code) => process.exit(failed ? 1 : (code ?? 1)));
 
-/** Seeds the demo tenant once Firestore answers, and prints the banner once ingest is loaded. */
-async function announce(firebase: ManagedProcess): Promise<void> {
-  const firestoreHost = hostPort(emulators.firestore);
-  await waitUntilReady({
-    url: `http://${firestoreHost}/`,
-    ready: (status, body) => status === 200 && body.trim() === "Ok",
-    timeoutMs: READY_TIMEOUT_MS,
-    process: firebase,
+announce().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  failed = true;
+  firebase.kill("SIGTERM");
+});
+
+/** Seeds the demo tenant and prints the banner once the functions emulator has loaded ingest. */
+async function announce(): Promise<void> {
+  // Loaded once every other emulator listens.
+  const region = await pollUntil(ingestRegion, {
+    timeoutMs: 180_000, // cold JVMs and functions runtime: 10-20 s on two cores
+    what: `the ingest function on ${functionsHost}`,
   });
-  const tenant = await seedDemoTenant({ projectId: PROJECT, firestoreHost });
-  let region: string | undefined;
-  await waitUntilReady({
-    url: `http://${hostPort(emulators.functions)}/backends`,
-    ready: (_, body) => (region = ingestRegion(body)) !== undefined,
-    timeoutMs: READY_TIMEOUT_MS,
-    process: firebase,
-  });
-  const ingestUrl = `http://${hostPort(emulators.functions)}/${PROJECT}/${region}/ingest`;
+  const tenant = await seedDemoTenant(PROJECT, firestoreHost);
+  const ingestUrl = `http://${functionsHost}/${PROJECT}/${region}/ingest`;
   const rows = [
     ["Ingest", ingestUrl],
     ["Firestore", `FIRESTORE_EMULATOR_HOST=${firestoreHost}`],
@@ -93,7 +57,12 @@ async function announce(firebase: ManagedProcess): Promise<void> {
   console.log(readyBanner(title, rows, ingestUrl, tenant));
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  process.exit(1);
-});
+/** The ingest trigger's region, from the functions emulator's list of what it loaded. */
+async function ingestRegion(): Promise<string | undefined> {
+  type Trigger = { entryPoint?: string; region?: string };
+  const response = await fetch(`http://${functionsHost}/backends`).catch(() => undefined);
+  const listing = (await response?.json().catch(() => undefined)) as
+    { backends?: Array<{ functionTriggers?: Trigger[] }> } | undefined;
+  const triggers = listing?.backends?.flatMap((backend) => backend.functionTriggers ?? []);
+  return triggers?.find((trigger) => trigger.entryPoint === "ingest")?.region;
+}

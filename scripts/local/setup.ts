@@ -1,11 +1,10 @@
 /**
- * `npm run setup` (the first step of every build): makes a fresh clone runnable offline.
- * - functions/ dependencies, from their own lock file, when missing or older than it. The root
- *   .npmrc sets ignore-scripts (dependency install scripts would try to download browsers),
- *   which also skips a root postinstall hook, so the build does this instead.
- * - The Cloud SDK's emulators, placed where firebase-tools looks for its own, so `npm start`,
- *   the tests and a plain `npx firebase emulators:start` all run without a download. A machine
- *   without them can still build (and deploy): it gets a warning naming what is missing.
+ * `npm run setup` (the first step of every build) makes a fresh clone runnable offline:
+ * - functions/ dependencies from their own lock file, when missing or older than it (the root
+ *   .npmrc's ignore-scripts, which keeps dependencies from downloading browsers, also skips a
+ *   root postinstall hook);
+ * - the Cloud SDK's emulators where firebase-tools looks for its own. A machine without them can
+ *   still build (and deploy): it gets a warning naming what is missing.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
@@ -20,11 +19,9 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lockFile).m
   console.log("Installing functions/ dependencies from functions/package-lock.json ...");
   execFileSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: functionsDir, stdio: "inherit" });
 }
-
 try {
   installEmulators();
 } catch (error) {
-  console.warn(
-    `warning: ${(error as Error).message}\n(needed by npm start, npm test and firebase emulators:start)`,
-  );
+  const needs = "(needed by npm start, npm test and firebase emulators:start)";
+  console.warn(`warning: ${(error as Error).message}\n${needs}`);
 }

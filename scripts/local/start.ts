@@ -1,34 +1,25 @@
 /**
- * `npm start`: the production-faithful local stack in the foreground, until Ctrl-C.
- * The npm script builds the functions first; this starts what was built.
- *
- * Ports: PUBSUB_PORT (8085), FIRESTORE_PORT (8080), INGEST_PORT (8081), PROCESS_PORT (8082).
- * The functions inherit this environment, so `AUTH_MODE=disabled npm start` works as expected.
+ * `npm start`: the production-faithful local stack in the foreground, until Ctrl-C; the npm
+ * script builds the functions first. Ports: PUBSUB_PORT (8085), FIRESTORE_PORT (8080),
+ * INGEST_PORT (8081), PROCESS_PORT (8082). The functions inherit this environment, so
+ * `AUTH_MODE=disabled npm start` works as expected.
  */
 import path from "node:path";
 import { readyBanner, seedDemoTenant } from "./lib/demo-tenant";
-import { REPO_ROOT } from "./lib/emulators";
-import { type Stack, startStack } from "./lib/stack";
+import { REPO_ROOT, onFirstSignal, stopAll } from "./lib/emulators";
+import { startStack } from "./lib/stack";
 
 function portFromEnv(name: string, fallback: number): number {
   const raw = process.env[name]?.trim() || String(fallback);
-  if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 65_535) {
-    throw new Error(`${name} must be a port number (1-65535), got "${raw}"`);
-  }
-  return Number(raw);
+  if (/^\d{1,5}$/.test(raw) && Number(raw) >= 1 && Number(raw) <= 65_535) return Number(raw);
+  throw new Error(`${name} must be a port number (1-65535), got "${raw}"`);
 }
 
 async function main(): Promise<void> {
-  const running: { stack?: Stack } = {};
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
+  onFirstSignal((signal) => {
     console.log(`\n${signal}: stopping the functions and emulators...`);
-    // During start-up there is no stack yet: exiting lets the exit hook reap the children.
-    void Promise.resolve(running.stack?.stop()).finally(() => process.exit(0));
-  };
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, shutdown);
+    void stopAll().finally(() => process.exit(0));
+  });
   const startedAt = Date.now();
   console.log("Starting the Pub/Sub and Firestore emulators and both functions...");
   const stack = await startStack({
@@ -44,27 +35,22 @@ async function main(): Promise<void> {
     inheritEnv: true,
     freshLogs: true,
   });
-  running.stack = stack;
-  const tenant = await seedDemoTenant({
-    projectId: stack.project,
-    firestoreHost: stack.firestoreHost,
-  });
+  const { project, firestoreHost, ingestUrl } = stack;
+  const tenant = await seedDemoTenant(project, firestoreHost);
   const seconds = ((Date.now() - startedAt) / 1000).toFixed(1);
+  const logs = `${path.relative(REPO_ROOT, stack.logs.dir)}/`;
   const rows = [
-    ["Ingest", `${stack.ingestUrl}  (also ${stack.ingestUrl}ingest)`],
+    ["Ingest", `${ingestUrl}  (also ${ingestUrl}ingest)`],
     [
       "Worker",
       `${stack.processUrl}\npush endpoint of subscription ${stack.subscription} on topic ${stack.topic}`,
     ],
-    ["Firestore", `FIRESTORE_EMULATOR_HOST=${stack.firestoreHost}`],
+    ["Firestore", `FIRESTORE_EMULATOR_HOST=${firestoreHost}`],
     ["Pub/Sub", `PUBSUB_EMULATOR_HOST=${stack.pubsubHost}`],
-    [
-      "Logs",
-      `${path.relative(REPO_ROOT, stack.logs.dir)}/ (ingest.log, process.log, pubsub.log, firestore.log)`,
-    ],
+    ["Logs", `${logs} (ingest.log, process.log, pubsub.log, firestore.log)`],
   ] as const;
-  const title = `Robust Data Processor: local stack ready in ${seconds} s (project ${stack.project})`;
-  console.log(readyBanner(title, rows, `${stack.ingestUrl}ingest`, tenant));
+  const title = `Robust Data Processor: local stack ready in ${seconds} s (project ${project})`;
+  console.log(readyBanner(title, rows, `${ingestUrl}ingest`, tenant));
 }
 
 main().catch((error: unknown) => {

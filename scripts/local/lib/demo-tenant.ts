@@ -1,34 +1,28 @@
 /**
- * Seeds the demo tenant the local modes print a ready-to-paste request for: a fresh API key
- * for tenant `acme`, labelled `demo`, in the local Firestore emulator. Each start adds a new
- * key (the secret of an earlier one was printed once and is not kept anywhere); old demo keys
- * stay valid, which is harmless in an emulator that forgets everything when it stops.
- *
- * The key is created even in the open demo mode (AUTH_MODE=disabled), where it is simply not
- * needed, so switching modes never leaves the README's curl examples without a key.
+ * The demo tenant of both local modes: a fresh API key for `acme`, labelled `demo`, on every start
+ * (an earlier one's secret was printed once and is kept nowhere), in the open demo mode too, so
+ * that switching modes never leaves the README's curl examples without a key.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createFirestoreApiKeys } from "../../../functions/src/lib/api-keys";
 import { REPO_ROOT, emulatorFirestore } from "./emulators";
 
-export const DEMO_TENANT_ID = "acme";
-export const DEMO_KEY_LABEL = "demo";
 /** Where the README's curl examples read the demo key from (git-ignored, owner-only). */
-export const DEMO_KEY_FILE = path.join(REPO_ROOT, ".run", "demo-api-key");
+const DEMO_KEY_FILE = path.join(REPO_ROOT, ".run", "demo-api-key");
 
 export interface DemoTenant {
   readonly tenantId: string;
   readonly apiKey: string;
 }
 
-export async function seedDemoTenant(env: {
-  projectId: string;
-  firestoreHost: string;
-}): Promise<DemoTenant> {
-  const firestore = emulatorFirestore(env.projectId, env.firestoreHost);
+export async function seedDemoTenant(
+  projectId: string,
+  firestoreHost: string,
+): Promise<DemoTenant> {
+  const firestore = emulatorFirestore(projectId, firestoreHost);
   try {
-    const created = await createFirestoreApiKeys(firestore).create(DEMO_TENANT_ID, DEMO_KEY_LABEL);
+    const created = await createFirestoreApiKeys(firestore).create("acme", "demo");
     mkdirSync(path.dirname(DEMO_KEY_FILE), { recursive: true });
     writeFileSync(DEMO_KEY_FILE, `${created.key}\n`, { mode: 0o600 });
     return { tenantId: created.tenant_id, apiKey: created.key };
@@ -37,10 +31,7 @@ export async function seedDemoTenant(env: {
   }
 }
 
-/**
- * What both local modes print once ready: where things are, the demo key and a ready curl.
- * `rows` are label/value pairs; a value may hold several lines.
- */
+/** What both local modes print once ready: `rows` (a value may span lines), the key, a curl. */
 export function readyBanner(
   title: string,
   rows: ReadonlyArray<readonly [string, string]>,
@@ -54,12 +45,11 @@ export function readyBanner(
     ["Tenant", tenant.tenantId],
     ["API key", `${tenant.apiKey}\nalso in ${keyFile}: export KEY=$(cat ${keyFile})`],
   ];
+  const indent = (value: string) => value.replace(/\n/g, `\n${" ".repeat(15)}`);
   return [
     "",
     title,
-    ...table.map(
-      ([label, value]) => `  ${label.padEnd(13)}${value.replace(/\n/g, `\n${" ".repeat(15)}`)}`,
-    ),
+    ...table.map(([label, value]) => `  ${label.padEnd(13)}${indent(value)}`),
     "",
     "Try:",
     `  curl -i -X POST '${curlUrl}' -H 'Content-Type: application/json' -H 'Authorization: Bearer ${tenant.apiKey}' -d '${body}'`,

@@ -1,9 +1,9 @@
 /**
- * The process plumbing every local-run script shares (one ManagedProcess, one readiness wait),
- * and the Google Cloud emulators (Pub/Sub, Firestore) run with it: the files installEmulators
- * placed for firebase-tools, started as firebase-tools starts them, on free ports.
+ * The process plumbing of the local stack and the Google Cloud emulators run with it: the files
+ * installEmulators placed for firebase-tools, started as firebase-tools starts them.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -19,10 +19,7 @@ export const LOOPBACK = "127.0.0.1";
 /** Keys a child inherits even when it does not inherit the whole environment. */
 const BASIC_ENV_KEYS = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
-/**
- * `extra` over our whole environment or, by default, only its basics, so a developer's
- * exported AUTH_MODE or NODE_OPTIONS cannot leak into a test run.
- */
+/** `extra` over our environment, or only its basics: an exported AUTH_MODE stays out of tests. */
 export function childEnv(extra: Record<string, string>, inherit = false): Record<string, string> {
   const base = Object.entries(process.env).filter(
     ([key, value]) => value !== undefined && (inherit || BASIC_ENV_KEYS.includes(key)),
@@ -30,52 +27,62 @@ export function childEnv(extra: Record<string, string>, inherit = false): Record
   return { ...(Object.fromEntries(base) as Record<string, string>), ...extra };
 }
 
-/** How start() knows the process is up: an HTTP answer `ready` accepts, or an open port. */
-export type ReadinessProbe = (
-  | { readonly url: string; readonly ready?: (status: number, body: string) => boolean }
-  | { readonly host: string; readonly port: number }
-) & { readonly timeoutMs?: number; readonly process?: ManagedProcess };
-
 export interface ProcessSpec {
   readonly name: string;
   readonly command: string;
   readonly args: readonly string[];
   readonly env: Readonly<Record<string, string>>;
   readonly cwd?: string;
-  /** File that stdout and stderr are appended to; without one they share this terminal. */
-  readonly logFile?: string;
-  /** How long stop() waits after SIGTERM before it sends SIGKILL. */
-  readonly stopGraceMs?: number;
-  /** The port it will listen on: start() checks that it is free. */
+  /** Where stdout and stderr are appended. */
+  readonly logFile: string;
+  /** start() checks that it is free, then waits for a connection on it (see `connects`). */
   readonly port?: number;
-  /** Without one, start() returns once the process is spawned. */
-  readonly ready?: ReadinessProbe;
+  readonly readyTimeoutMs?: number;
   /** Start it again this long after it exits by itself, as Cloud Run replaces an instance. */
   readonly replaceAfterMs?: number;
 }
 
 const live = new Set<ManagedProcess>();
-// Detached children outlive us unless we kill them. Scripts with signal handlers stop their
-// children gracefully; this is the backstop, also for mocha, which leaves Ctrl-C to Node.
+
+/** Stops every child still running. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((child) => child.stop()));
+}
+
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** Calls `handler` on the first signal only: a Ctrl-C reaches tsx and us, and tsx passes it on. */
+export function onFirstSignal(handler: (signal: NodeJS.Signals) => void): void {
+  let signalled = false;
+  for (const signal of SIGNALS) {
+    process.on(signal, () => {
+      if (!signalled) handler(signal);
+      signalled = true;
+    });
+  }
+}
+
+// Children outlive us unless stopped. A signal stops them unless the script handles it itself;
+// exit is the backstop, also for mocha, which leaves Ctrl-C to Node.
 process.on("exit", () => live.forEach((child) => child.kill("SIGKILL")));
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+for (const signal of SIGNALS) {
   process.on(signal, () => {
-    if (process.listenerCount(signal) === 1) process.exit(128 + os.constants.signals[signal]);
+    if (process.listenerCount(signal) > 1) return;
+    void stopAll().finally(() => process.exit(128 + os.constants.signals[signal]));
   });
 }
 
 /**
- * A restartable child process in its own process group: signals reach a launcher script and
- * the JVM it starts alike, and a terminal's Ctrl-C reaches only us, which leaves the shutdown
- * order to us.
+ * A restartable child process in its own process group: signals reach a launcher script and its
+ * JVM alike, and a terminal's Ctrl-C reaches only us, which leaves the shutdown order to us.
  */
 export class ManagedProcess {
   private child: ChildProcess | undefined;
   private exited = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private replacement: NodeJS.Timeout | undefined;
-  private replaced = 0;
-  private readonly exitListeners: Array<(code: number | null, requested: boolean) => void> = [];
+  /** How often it was started again after it exited by itself (see replaceAfterMs). */
+  restarts = 0;
 
   constructor(readonly spec: ProcessSpec) {}
 
@@ -87,85 +94,77 @@ export class ManagedProcess {
     return this.child !== undefined;
   }
 
-  /** How often it was started again after it exited by itself (see replaceAfterMs). */
-  get restarts(): number {
-    return this.replaced;
-  }
-
-  /** `requested`: the exit follows a stop(), rather than the process ending by itself. */
-  onExit(listener: (code: number | null, requested: boolean) => void): void {
-    this.exitListeners.push(listener);
-  }
-
   async start(): Promise<void> {
     if (this.child !== undefined) throw new Error(`${this.spec.name} is already running`);
-    const { logFile, ready, port } = this.spec;
+    const { logFile, port } = this.spec;
     if (port) await freePort(LOOPBACK, port);
-    if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
+    fs.mkdirSync(path.dirname(logFile), { recursive: true });
     // The child writes straight to the file: no pumping, and its output survives us.
-    const output = logFile ? fs.openSync(logFile, "a") : "inherit";
+    const output = fs.openSync(logFile, "a");
     const child = spawn(this.spec.command, this.spec.args, {
       cwd: this.spec.cwd ?? REPO_ROOT,
       env: this.spec.env,
       detached: true,
       stdio: ["ignore", output, output],
     });
-    if (typeof output === "number") fs.closeSync(output);
+    fs.closeSync(output);
     this.child = child;
     live.add(this);
-    this.exited = new Promise((resolve) => {
-      const exit = (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
-        if (this.child !== child) return;
+    this.exited = once(child, "exit")
+      .then(
+        ([code, signal]) => (signal ? `on ${signal}` : `with code ${code}`),
+        (error: Error) => `without starting (${error.message})`,
+      )
+      .then((how) => {
         this.child = undefined;
         live.delete(this);
-        if (error && logFile) fs.appendFileSync(logFile, `\ncould not start: ${error.message}\n`);
-        const requested = this.stopping !== undefined;
-        this.exitListeners.forEach((listener) => listener(code, requested));
-        if (!requested) this.replaceLater(signal ? `on ${signal}` : `with code ${code}`);
-        resolve();
-      };
-      child.once("exit", (code, signal) => exit(code, signal));
-      child.once("error", (error) => exit(null, null, error));
-    });
-    if (ready) {
-      await waitUntilReady({ ...ready, process: this }).catch(async (error: unknown) => {
-        // One that never answered is stopped; one that exited is left to replaceAfterMs.
-        if (this.child === child) await this.stop();
-        throw error;
+        if (this.stopping === undefined) this.exitedByItself(how);
       });
-    }
+    if (port === undefined) return;
+    const { name, readyTimeoutMs = 60_000 } = this.spec;
+    const what = `${name} on ${LOOPBACK}:${port}`;
+    await pollUntil(
+      async (note) => {
+        if (this.child !== child) throw new Error(`${name} exited`);
+        return connects(port).catch((error: Error) => void note(error.message));
+      },
+      { timeoutMs: readyTimeoutMs, what },
+    ).catch(async (error: Error) => {
+      if (this.child === child) await this.stop(); // one that exited is left to replaceAfterMs
+      const tail = fs.readFileSync(logFile, "utf8").slice(-2_000);
+      throw new Error(`${error.message}\nEnd of ${logFile}:\n${tail}`);
+    });
   }
 
-  private replaceLater(how: string): void {
+  /** Notes an exit nobody asked for in the log and, with replaceAfterMs, starts a new one. */
+  private exitedByItself(how: string): void {
     const delay = this.spec.replaceAfterMs;
+    const then = delay === undefined ? "" : `; starting a new one in ${delay} ms`;
+    fs.appendFileSync(this.spec.logFile, `\n[supervisor] instance exited ${how}${then}\n`);
     if (delay === undefined) return;
-    const note = `\n[supervisor] instance exited ${how}; starting a new one in ${delay} ms\n`;
-    if (this.spec.logFile) fs.appendFileSync(this.spec.logFile, note);
     clearTimeout(this.replacement); // at most one replacement pending
     this.replacement = setTimeout(() => {
       if (this.running) return;
-      this.replaced += 1;
+      this.restarts += 1;
       // Never down in silence: a start that fails before spawning is logged and tried again.
       this.start().catch((error: Error) => {
-        if (this.running || this.stopping) return;
-        if (this.spec.logFile)
-          fs.appendFileSync(this.spec.logFile, `\n[supervisor] ${error.message}\n`);
-        this.replaceLater("and its replacement failed");
+        if (!this.running && !this.stopping)
+          this.exitedByItself(`and its replacement failed (${error.message})`);
       });
     }, delay);
   }
 
-  /** SIGTERM to the group, SIGKILL after the grace period. Idempotent. */
+  /** SIGTERM to the group, SIGKILL after 5 s and to whatever the leader left. Idempotent. */
   stop(): Promise<void> {
     clearTimeout(this.replacement);
     const pid = this.child?.pid;
     if (pid === undefined) return this.stopping ?? Promise.resolve();
     this.stopping ??= (async () => {
-      this.kill("SIGTERM");
-      const grace = sleep(this.spec.stopGraceMs ?? 5_000, false);
-      if (!(await Promise.race([this.exited.then(() => true), grace]))) this.kill("SIGKILL");
+      signalGroup(pid, "SIGTERM");
+      const deadline = setTimeout(() => signalGroup(pid, "SIGKILL"), 5_000);
       await this.exited;
-      signalGroup(pid, "SIGKILL"); // whatever the leader left behind in its group
+      clearTimeout(deadline);
+      signalGroup(pid, "SIGKILL");
     })().finally(() => (this.stopping = undefined));
     return this.stopping;
   }
@@ -199,9 +198,6 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Waiting and ports
-
 /**
  * Calls `attempt` until it returns a value other than undefined, within a bounded time; what
  * it passes to `note` is kept as the last observation for the timeout message.
@@ -221,57 +217,17 @@ export async function pollUntil<T>(
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what} (${last})`);
 }
 
-/** Waits for the probe; stops waiting at once if `process` exits, showing its log's end. */
-export async function waitUntilReady(probe: ReadinessProbe): Promise<void> {
-  const target = "url" in probe ? probe.url : `${probe.host}:${probe.port}`;
-  const child = probe.process;
-  await pollUntil(
-    async (note) => {
-      if (child && !child.running) throw new Error(`${child.spec.name} exited`);
-      const failure = await ("url" in probe ? probeHttp(probe) : probeTcp(probe));
-      if (failure === undefined) return true;
-      note(failure);
-      return undefined;
-    },
-    {
-      timeoutMs: probe.timeoutMs ?? 60_000,
-      what: `${child?.spec.name ?? "an answer"} on ${target}`,
-    },
-  ).catch((error: Error) => {
-    const log = child?.spec.logFile;
-    const tail = log && fs.existsSync(log) ? fs.readFileSync(log, "utf8").slice(-2_000) : "";
-    throw new Error(`${error.message}${tail && `\nEnd of ${log}:\n${tail}`}`);
-  });
-}
-
-/** Resolves undefined when ready, else what was seen instead. */
-async function probeHttp({
-  url,
-  ready,
-}: {
-  url: string;
-  ready?: (s: number, b: string) => boolean;
-}) {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-    const body = await response.text();
-    return (ready?.(response.status, body) ?? true) ? undefined : `HTTP ${response.status}`;
-  } catch (error) {
-    return (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
-  }
-}
-
-function probeTcp({ host, port }: { host: string; port: number }): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port, timeout: 2_000 });
-    const done = (failure?: string) => {
-      socket.destroy();
-      resolve(failure);
-    };
-    socket.once("connect", () => done());
-    socket.once("timeout", () => done("connect timed out"));
-    socket.once("error", (error: NodeJS.ErrnoException) => done(error.code ?? error.message));
-  });
+/**
+ * Resolves once `port` accepts a connection, as firebase-tools waits for its emulators (an HTTP
+ * probe without a body would make functions-framework's CloudEvent middleware throw).
+ */
+function connects(port: number): Promise<true> {
+  const socket = net.connect({ host: LOOPBACK, port, timeout: 2_000 });
+  return new Promise<true>((resolve, reject) => {
+    socket.once("connect", () => resolve(true));
+    socket.once("timeout", () => reject(new Error("connect timed out")));
+    socket.once("error", reject);
+  }).finally(() => socket.destroy());
 }
 
 /**
@@ -291,15 +247,13 @@ export function freePort(host = LOOPBACK, port = 0): Promise<number> {
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// The emulators
-
+/** Both emulators, and stop() for both. */
+export type Emulators = Awaited<ReturnType<typeof startEmulators>>;
 /**
- * One emulator on a fixed port, kept across restart(). Its state lives in memory: a restart
- * loses it. pause() freezes it with its state and sockets, answering nothing, as a backend that
- * stalls rather than dies, until resume().
+ * One emulator on a fixed port, kept across restart(), which loses its state (held in memory);
+ * pause() freezes it, state and sockets, as a backend that stalls rather than dies.
  */
-export type Emulator = ManagedProcess & { readonly hostPort: string; readonly logFile: string };
+export type Emulator = Emulators["pubsub"];
 
 export interface EmulatorOptions {
   /** Directory for pubsub.log and firestore.log. */
@@ -312,44 +266,26 @@ export interface EmulatorOptions {
   readonly readyTimeoutMs?: number;
 }
 
-export interface Emulators {
-  readonly pubsub: Emulator;
-  readonly firestore: Emulator;
-  stop(): Promise<void>;
-}
-
-export async function startEmulators(options: EmulatorOptions): Promise<Emulators> {
+export async function startEmulators(options: EmulatorOptions) {
   const files = installEmulators();
-  const define = async (
-    name: string,
-    port: number | undefined,
-    [command = "", ...args]: string[],
-  ) => {
-    const bound = port ?? (await freePort());
-    const logFile = path.join(options.logDir, `${name}.log`);
-    const emulator = new ManagedProcess({
+  const emulator = async (name: string, port = 0, command: string, ...args: string[]) => {
+    const bound = await freePort(LOOPBACK, port);
+    const managed = new ManagedProcess({
       name: `${name} emulator`,
-      port: bound,
       command,
       args: [...args, `--host=${LOOPBACK}`, `--port=${bound}`],
       env: childEnv({}),
-      logFile,
-      ready: {
-        url: `http://${LOOPBACK}:${bound}/`,
-        ready: (status, body) => status === 200 && body.trim() === "Ok",
-        timeoutMs: options.readyTimeoutMs,
-      },
+      logFile: path.join(options.logDir, `${name}.log`),
+      port: bound,
+      readyTimeoutMs: options.readyTimeoutMs,
     });
-    return Object.assign(emulator, { hostPort: `${LOOPBACK}:${bound}`, logFile });
+    return Object.assign(managed, { hostPort: `${LOOPBACK}:${bound}` });
   };
-  const pubsub = await define("pubsub", options.pubsubPort, [files.pubsub]);
-  const firestore = await define("firestore", options.firestorePort, [
-    "java",
-    `-Xmx${options.firestoreMaxHeap ?? "1g"}`,
-    "-Duser.language=en", // as the SDK's launcher: the emulator only speaks English
-    "-jar",
-    files.firestore,
-  ]);
+  const { pubsubPort, firestorePort, firestoreMaxHeap = "1g" } = options;
+  const pubsub = await emulator("pubsub", pubsubPort, files.pubsub);
+  // -Duser.language=en as in the SDK's launcher: the emulator only speaks English.
+  const jvm = ["java", `-Xmx${firestoreMaxHeap}`, "-Duser.language=en", "-jar"] as const;
+  const firestore = await emulator("firestore", firestorePort, ...jvm, files.firestore);
   const stop = async () => {
     await Promise.all([pubsub.stop(), firestore.stop()]);
   };
@@ -360,11 +296,9 @@ export async function startEmulators(options: EmulatorOptions): Promise<Emulator
 }
 
 /**
- * A client of the given emulator whatever this process's environment says. The library lets
- * FIRESTORE_EMULATOR_HOST override any host passed in settings, and reads it only in the
- * constructor, so it is pointed at the stack's emulator for that call alone. `ssl: false`
- * marks an emulator connection: the library then sends the emulator's admin token and never
- * looks for Google credentials, so this can never reach a real project.
+ * A client of this emulator whatever our environment says: FIRESTORE_EMULATOR_HOST, read by the
+ * constructor only, overrides `host` and makes it send the emulator's admin token, never Google
+ * credentials, so this can never reach a real project.
  */
 export function emulatorFirestore(projectId: string, firestoreHost: string): Firestore {
   const previous = process.env.FIRESTORE_EMULATOR_HOST;

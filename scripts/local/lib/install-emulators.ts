@@ -9,19 +9,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+// firebase-tools' own list of what it would download, with the paths it looks at.
+import DOWNLOADS from "firebase-tools/lib/emulator/downloadableEmulatorInfo.json";
 
-const REPO_ROOT = path.resolve(__dirname, "..", "..", "..");
 const FIRESTORE_MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore";
-/** firebase-tools' own list of what it would download, with the paths it looks at. */
-const DOWNLOADS = JSON.parse(
-  fs.readFileSync(
-    path.join(REPO_ROOT, "node_modules/firebase-tools/lib/emulator/downloadableEmulatorInfo.json"),
-    "utf8",
-  ),
-) as {
-  firestore: { downloadPathRelativeToCacheDir: string };
-  pubsub: { binaryPathRelativeToCacheDir: string };
-};
 const CACHE_DIR =
   process.env.FIREBASE_EMULATORS_PATH || path.join(os.homedir(), ".cache/firebase/emulators");
 
@@ -39,27 +30,27 @@ export const EMULATOR_FILES = {
  *   it (`.MF`) tells whether it is up to date.
  * A machine without the SDK's emulators or a JDK gets one error naming everything missing.
  */
-export function installEmulators(env: NodeJS.ProcessEnv = process.env): typeof EMULATOR_FILES {
-  const gcloud = onPath("gcloud", env);
+export function installEmulators(): typeof EMULATOR_FILES {
+  const gcloud = onPath("gcloud");
   // `<root>/bin/gcloud` in every SDK layout; `gcloud info` would cost seconds of Python.
-  const sdkRoot = env.CLOUDSDK_ROOT || (gcloud && path.resolve(fs.realpathSync(gcloud), "../.."));
+  const sdkRoot =
+    process.env.CLOUDSDK_ROOT ||
+    (gcloud ? path.resolve(fs.realpathSync(gcloud), "../..") : "<no gcloud, no CLOUDSDK_ROOT>");
   const sdk = {
-    pubsub: path.join(sdkRoot || "", "platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
-    firestore: path.join(
-      sdkRoot || "",
-      "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
-    ),
+    pubsub: path.join(sdkRoot, "platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+    firestore: path.join(sdkRoot, "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"),
   };
-  const java = onPath("java", env);
-  const jar = java && path.join(path.dirname(fs.realpathSync(java)), "jar");
-  const missing = [
-    !sdkRoot && "the Google Cloud SDK (no gcloud on PATH, and CLOUDSDK_ROOT is not set)",
-    sdkRoot && !fs.existsSync(sdk.pubsub) && `the Pub/Sub emulator (${sdk.pubsub})`,
-    sdkRoot && !fs.existsSync(sdk.firestore) && `the Firestore emulator (${sdk.firestore})`,
-    !java && "java on PATH (Java 17 runs both emulators)",
-    jar && !fs.existsSync(jar) && `the JDK's jar tool (${jar}; a JRE alone has none)`,
-  ].filter(Boolean);
-  if (missing.length > 0 || !jar) {
+  const java = onPath("java");
+  const jar = path.join(java ? path.dirname(fs.realpathSync(java)) : "<no java on PATH>", "jar");
+  const required = [
+    [sdk.pubsub, "the Cloud SDK's Pub/Sub emulator"],
+    [sdk.firestore, "the Cloud SDK's Firestore emulator"],
+    [jar, "a JDK (Java 17 runs both emulators; a JRE has no jar tool)"],
+  ] as const;
+  const missing = required.flatMap(([file, what]) =>
+    fs.existsSync(file) ? [] : [`${what}: ${file}`],
+  );
+  if (missing.length > 0) {
     throw new Error(
       `Cannot set up the local emulators; missing:\n  - ${missing.join("\n  - ")}\n` +
         "On Debian/Ubuntu with Google Cloud's apt repository: sudo apt-get install \\\n" +
@@ -72,19 +63,13 @@ export function installEmulators(env: NodeJS.ProcessEnv = process.env): typeof E
   const { pubsub, firestore } = EMULATOR_FILES;
   // Built aside and renamed into place, so a concurrent run never sees half a file.
   const staged = (file: string) => `${file}.${process.pid}.tmp`;
-  if (readOrUndefined(() => fs.readlinkSync(pubsub)) !== sdk.pubsub) {
-    fs.mkdirSync(path.dirname(pubsub), { recursive: true });
-    fs.symlinkSync(sdk.pubsub, staged(pubsub));
-    fs.renameSync(staged(pubsub), pubsub);
-  }
-  const manifest =
-    `Main-Class: ${FIRESTORE_MAIN_CLASS}\n` + `Class-Path: ${pathToFileURL(sdk.firestore).href}\n`;
+  fs.mkdirSync(path.dirname(pubsub), { recursive: true });
+  fs.symlinkSync(sdk.pubsub, staged(pubsub));
+  fs.renameSync(staged(pubsub), pubsub);
+  const manifest = `Main-Class: ${FIRESTORE_MAIN_CLASS}\nClass-Path: ${pathToFileURL(sdk.firestore)}\n`;
   const manifestFile = `${firestore}.MF`;
-  if (
-    !fs.existsSync(firestore) ||
-    readOrUndefined(() => fs.readFileSync(manifestFile, "utf8")) !== manifest
-  ) {
-    fs.mkdirSync(path.dirname(firestore), { recursive: true });
+  const current = fs.existsSync(manifestFile) && fs.readFileSync(manifestFile, "utf8");
+  if (!fs.existsSync(firestore) || current !== manifest) {
     fs.writeFileSync(staged(manifestFile), manifest);
     execFileSync(jar, ["cfm", staged(firestore), staged(manifestFile)], { stdio: "pipe" });
     fs.renameSync(staged(firestore), firestore);
@@ -93,18 +78,10 @@ export function installEmulators(env: NodeJS.ProcessEnv = process.env): typeof E
   return EMULATOR_FILES;
 }
 
-function onPath(command: string, env: NodeJS.ProcessEnv): string | undefined {
-  return (env.PATH ?? "")
+function onPath(command: string): string | undefined {
+  return (process.env.PATH ?? "")
     .split(path.delimiter)
     .filter((dir) => path.isAbsolute(dir))
     .map((dir) => path.join(dir, command))
     .find((file) => fs.existsSync(file));
-}
-
-function readOrUndefined<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
-  }
 }

@@ -1,8 +1,7 @@
 /**
- * The production-faithful local stack: the two functions served by functions-framework, as
- * Cloud Run serves them, and a Pub/Sub push subscription from the ingest topic to the worker,
- * as Eventarc creates one. Unlike the Firebase emulator suite (which acks every event, even a
- * failed one), a non-2xx answer from the worker here means redelivery, as in production.
+ * The production-faithful local stack: both functions served by functions-framework, as Cloud
+ * Run serves them, and a Pub/Sub push subscription to the worker, as Eventarc creates one. Unlike
+ * in the Firebase emulator suite, which acks every event, a failed push is redelivered.
  */
 import { PubSub } from "@google-cloud/pubsub";
 import fs from "node:fs";
@@ -12,6 +11,7 @@ import {
   type EmulatorOptions,
   LOOPBACK,
   ManagedProcess,
+  type ProcessSpec,
   REPO_ROOT,
   childEnv,
   freePort,
@@ -24,11 +24,9 @@ export const FRAMEWORK_MAIN = path.join(
 );
 /** The NODE_OPTIONS of deploy/config.env, so the functions' memory here is what it is deployed. */
 export const FUNCTION_HEAP_LIMIT = "--max-old-space-size=128";
-/** Cloud Run takes a moment to replace a crashed instance. */
-const REPLACE_AFTER_MS = 250;
 
-// This process only ever talks to emulators: spare google-auth its probe for a GCE metadata
-// server (a warning and a delay offline), here and in the admin clients of our callers.
+// This process only talks to emulators: spare google-auth (here and in our callers' clients) its
+// probe for a metadata server, a warning and a delay offline.
 process.env.METADATA_SERVER_DETECTION ??= "none";
 
 export interface StackOptions {
@@ -46,8 +44,6 @@ export interface StackOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Let the functions inherit our whole environment (for `npm start`), not only its basics. */
   readonly inheritEnv?: boolean;
-  /** The compiled functions package; default functions/lib. */
-  readonly functionsSource?: string;
   /** Empty `.run/<name>/` first, so the logs show this run only. */
   readonly freshLogs?: boolean;
 }
@@ -56,15 +52,13 @@ export interface StackOptions {
 export type Stack = Awaited<ReturnType<typeof startStack>>;
 
 export async function startStack(options: StackOptions) {
-  const runDir = path.join(REPO_ROOT, ".run", options.name);
-  if (options.freshLogs === true) fs.rmSync(runDir, { recursive: true, force: true });
-  const source = resolveFunctionsSource(options.functionsSource);
   const { project, topic } = options;
+  const runDir = path.join(REPO_ROOT, ".run", options.name);
+  if (options.freshLogs) fs.rmSync(runDir, { recursive: true, force: true });
+  const source = resolveFunctionsSource();
   // Before any JVM starts, so a clash on a fixed port fails at once.
   const ingestPort = await freePort(LOOPBACK, options.ingestPort);
   const processPort = await freePort(LOOPBACK, options.processPort);
-
-  const ownsEmulators = options.emulators === undefined;
   const emulators =
     options.emulators ?? (await startEmulators({ ...options.emulatorOptions, logDir: runDir }));
   const env: Record<string, string> = {
@@ -80,31 +74,25 @@ export async function startStack(options: StackOptions) {
     FIRESTORE_THROTTLING: "false", // the emulator has no ramp-up rule to respect (store.ts)
     ...options.env,
   };
+  const logs = {
+    dir: runDir,
+    ingest: path.join(runDir, "ingest.log"),
+    process: path.join(runDir, "process.log"),
+    pubsub: emulators.pubsub.spec.logFile,
+    firestore: emulators.firestore.spec.logFile,
+  };
+  // Replaced soon after it exits by itself, as Cloud Run replaces a crashed instance.
+  const common = { source, env, inheritEnv: options.inheritEnv, replaceAfterMs: 250 };
   const instance = (target: FunctionTarget, port: number) =>
-    functionInstance({
-      target,
-      port,
-      source,
-      env,
-      inheritEnv: options.inheritEnv,
-      logFile: path.join(runDir, `${target}.log`),
-      replaceAfterMs: REPLACE_AFTER_MS, // as Cloud Run replaces a crashed instance
-    });
+    functionInstance({ ...common, target, port, logFile: logs[target] });
   const ingest = instance("ingest", ingestPort);
   const worker = instance("process", processPort);
-  const subscription = `${topic}-process`;
   const processUrl = `http://${LOOPBACK}:${processPort}/projects/${project}/topics/${topic}`;
-  const topology = pushTopology(
-    emulators.pubsub.hostPort,
-    project,
-    topic,
-    subscription,
-    processUrl,
-  );
+  const topology = pushTopology(emulators.pubsub.hostPort, project, topic, processUrl);
   const stop = async () => {
     await Promise.all([ingest.stop(), worker.stop()]);
     // Shared emulators outlive the stack: else they keep pushing to a port nobody serves.
-    await (ownsEmulators ? emulators.stop() : topology.remove());
+    await (options.emulators ? topology.remove() : emulators.stop());
   };
   try {
     await topology.ensure();
@@ -115,14 +103,6 @@ export async function startStack(options: StackOptions) {
     throw error;
   }
 
-  const logs = {
-    dir: runDir,
-    ingest: ingest.spec.logFile ?? "",
-    process: worker.spec.logFile ?? "",
-    pubsub: emulators.pubsub.logFile,
-    firestore: emulators.firestore.logFile,
-  };
-  let stopping: Promise<void> | undefined;
   return {
     /** The ingest function; any path reaches it, as on functions-framework in Cloud Run. */
     ingestUrl: `http://${LOOPBACK}:${ingestPort}/`,
@@ -130,7 +110,7 @@ export async function startStack(options: StackOptions) {
     processUrl,
     project,
     topic,
-    subscription,
+    subscription: topology.subscription,
     pubsubHost: emulators.pubsub.hostPort,
     firestoreHost: emulators.firestore.hostPort,
     /** The environment the functions run with (our basics or inherited variables excluded). */
@@ -148,22 +128,19 @@ export async function startStack(options: StackOptions) {
     restartWorker: () => worker.restart(),
     restartIngest: () => ingest.restart(),
     /** Stops the functions, then the emulators if the stack started them. Idempotent. */
-    stop: (): Promise<void> => (stopping ??= stop()),
+    stop,
   };
 }
 
 export type FunctionTarget = "ingest" | "process";
 
-export interface FunctionInstanceSpec {
+export interface FunctionInstanceSpec extends Pick<ProcessSpec, "logFile" | "replaceAfterMs"> {
   readonly target: FunctionTarget;
   readonly port: number;
   /** The compiled functions package (see resolveFunctionsSource). */
   readonly source: string;
   readonly env: Readonly<Record<string, string>>;
   readonly inheritEnv?: boolean;
-  readonly logFile: string;
-  /** Start a new instance this long after one exits by itself; without it, it stays down. */
-  readonly replaceAfterMs?: number;
 }
 
 /**
@@ -171,10 +148,11 @@ export interface FunctionInstanceSpec {
  * variables Cloud Run sets. Not started: `start()` resolves once it accepts connections.
  */
 export function functionInstance(spec: FunctionInstanceSpec): ManagedProcess {
-  const signature = spec.target === "ingest" ? "http" : "cloudevent";
+  const { target, port, source, env, inheritEnv, ...supervision } = spec;
+  const signature = target === "ingest" ? "http" : "cloudevent";
   const profileDir = process.env.RDP_CPU_PROF;
   return new ManagedProcess({
-    name: `${spec.target} function`,
+    name: `${target} function`,
     command: process.execPath,
     args: [
       "--enable-source-maps",
@@ -182,61 +160,46 @@ export function functionInstance(spec: FunctionInstanceSpec): ManagedProcess {
       // RDP_CPU_PROF=<dir>: a V8 CPU profile of each function, written when it stops.
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
       FRAMEWORK_MAIN,
-      `--target=${spec.target}`,
+      `--target=${target}`,
       `--signature-type=${signature}`,
-      `--source=${spec.source}`,
+      `--source=${source}`,
     ],
     env: childEnv(
       {
-        ...spec.env,
-        PORT: String(spec.port),
-        K_SERVICE: spec.target,
-        FUNCTION_TARGET: spec.target,
+        ...env,
+        PORT: String(port),
+        K_SERVICE: target,
+        FUNCTION_TARGET: target,
         FUNCTION_SIGNATURE_TYPE: signature,
       },
-      spec.inheritEnv,
+      inheritEnv,
     ),
-    cwd: path.dirname(spec.source),
-    logFile: spec.logFile,
-    // functions-framework listens once the module has loaded, so a connection means ready;
-    // an HTTP probe without a body would make its CloudEvent middleware throw.
-    ready: { host: LOOPBACK, port: spec.port },
-    replaceAfterMs: spec.replaceAfterMs,
+    cwd: path.dirname(source),
+    port,
+    ...supervision,
   });
 }
 
 /** The compiled functions to serve, checked to exist so a missing build fails with a hint. */
-export function resolveFunctionsSource(explicit?: string): string {
-  const source = path.resolve(REPO_ROOT, explicit ?? "functions/lib");
-  if (!fs.existsSync(path.join(source, "index.js"))) {
-    throw new Error(`${path.join(source, "index.js")} not found: run \`npm run build\` first`);
-  }
-  if (!fs.existsSync(FRAMEWORK_MAIN)) {
-    throw new Error(`${FRAMEWORK_MAIN} not found: run \`npm run build\` first`);
+export function resolveFunctionsSource(): string {
+  const source = path.join(REPO_ROOT, "functions/lib");
+  for (const file of [path.join(source, "index.js"), FRAMEWORK_MAIN]) {
+    if (!fs.existsSync(file)) throw new Error(`${file} not found: run \`npm run build\` first`);
   }
   return source;
 }
-
-// ---------------------------------------------------------------------------------------------
-// The topic and its push subscription, as Eventarc would create them for the worker
 
 const GRPC_ALREADY_EXISTS = 6;
 const gaxOpts = { timeout: 10_000 };
 
 /**
- * Eventarc's subscription acks after 600 s and has a retry policy (deploy.sh). Here the ack
- * deadline bounds one push, so it stays above PROCESS_TIMEOUT_SECONDS; and there is no retry
- * policy, because with one the emulator (0.8.20) stalls the subscription once pushes fail
- * repeatedly (a chaos run with 20 % failures stored 533 of 3,000 accepted records, then nothing
- * more: docs/RELIABILITY.md). Without one it redelivers a failed push after about 1 s.
+ * The topic and the push subscription Eventarc would create for the worker, whose own has a 600 s
+ * ack deadline and a retry policy (deploy.sh). Here the deadline bounds one push, so it stays above
+ * PROCESS_TIMEOUT_SECONDS. No retry policy: with one, the emulator (0.8.20) stalls the subscription
+ * once pushes fail repeatedly (docs/RELIABILITY.md); without, it redelivers after about 1 s.
  */
-function pushTopology(
-  apiEndpoint: string,
-  projectId: string,
-  topic: string,
-  subscription: string,
-  pushEndpoint: string,
-) {
+function pushTopology(apiEndpoint: string, projectId: string, topic: string, pushEndpoint: string) {
+  const subscription = `${topic}-process`;
   const withClient = async (use: (client: PubSub) => Promise<unknown>) => {
     const client = new PubSub({ projectId, apiEndpoint, emulatorMode: true });
     await use(client).finally(() => client.close());
@@ -246,6 +209,7 @@ function pushTopology(
   };
   const config = { gaxOpts, pushConfig: { pushEndpoint }, ackDeadlineSeconds: 60 };
   return {
+    subscription,
     ensure: () =>
       withClient(async (client) => {
         await client.createTopic(topic, gaxOpts).catch(exists);

@@ -205,7 +205,8 @@ async function frameworkReceiver(logDir: string): Promise<PushReceiver> {
     env: childEnv({ PORT: String(port), K_SERVICE: "noop" }),
     cwd: source,
     logFile,
-    ready: { host: LOOPBACK, port, timeoutMs: 30_000 },
+    port,
+    readyTimeoutMs: 30_000,
   });
   const stop = async () => {
     await noop.stop();
