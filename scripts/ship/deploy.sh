@@ -92,7 +92,7 @@ step_build() {
     "run 'npm run build' once (it installs the functions' dependencies) to let a dry run load them"
   mapfile -t ENV_PAIRS < <(for name in "${RUNTIME_VARS[@]}" NODE_OPTIONS; do echo "$name=$(cfg "$name")"; done)
   local -a read=(env -i "${ENV_PAIRS[@]}" "$(command -v node)" "${loader[@]}"
-    "$ROOT/scripts/lib/function-options.cjs" "$entry")
+    "$ROOT/scripts/ship/lib/function-options.cjs" "$entry")
   printf '+ %s  # check: %s\n' "$(render "${read[@]}")" "the options declared in the triggers"
   options=$(cd "$ROOT" && "${read[@]}") || die "could not load the functions (message above)"
   note "  ${options//$'\n'/$'\n'#   }"

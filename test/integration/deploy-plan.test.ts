@@ -82,7 +82,7 @@ interface PlanCommand {
 }
 
 function runScript(script: string, args: string[], env: NodeJS.ProcessEnv): ScriptRun {
-  const result = spawnSync("bash", [path.resolve(REPO_ROOT, "scripts", script), ...args], {
+  const result = spawnSync("bash", [path.resolve(REPO_ROOT, "scripts", "ship", script), ...args], {
     cwd: REPO_ROOT,
     env,
     encoding: "utf8",
@@ -967,7 +967,7 @@ class Sandbox {
     this.root = path.join(parent, name, "repo");
     this.cloud = path.join(parent, name, "cloud");
     this.bin = path.join(parent, name, "bin");
-    for (const dir of ["scripts/lib", "deploy/monitoring", "functions", "node_modules/.bin"]) {
+    for (const dir of ["scripts/ship/lib", "deploy/monitoring", "functions", "node_modules/.bin"]) {
       fs.mkdirSync(path.join(this.root, dir), { recursive: true });
     }
     fs.mkdirSync(this.bin, { recursive: true });
@@ -1041,7 +1041,7 @@ class Sandbox {
       }
     });
     const run = runScript(
-      path.join(this.root, "scripts", "deploy.sh"),
+      path.join(this.root, "scripts", "ship", "deploy.sh"),
       ["--project", PROJECT, ...args],
       cleanEnv({
         PATH: `${this.bin}${path.delimiter}${process.env.PATH ?? ""}`,
