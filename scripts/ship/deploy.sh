@@ -56,9 +56,8 @@ retention=$(cfg DEAD_LETTER_RETENTION)
 [[ $retention =~ ^([0-9]+)d$ ]] && ((BASH_REMATCH[1] <= 31)) ||
   config_error "DEAD_LETTER_RETENTION must be whole days, at most 31d (the Pub/Sub maximum)"
 
-# The Firestore location nearest the functions: their continent's multi-region where there is one
-# (eur3: Belgium and Finland; nam5: central US), else their own region. Every write goes there and
-# a database's location never changes, so any other location is refused unless asked for.
+# Firestore nearest the functions: their continent's multi-region (eur3, nam5), else their region.
+# A database's location never changes, so any other is refused unless asked for.
 nearest_location() { case $1 in europe-*) echo eur3 ;; us-*) echo nam5 ;; *) echo "$1" ;; esac; }
 check_location() { # LOCATION WHAT [ANOTHER WAY OUT]
   [[ $1 == "$REGION" || $1 == "$(nearest_location "$REGION")" ]] && return 0
@@ -117,8 +116,7 @@ step_project() {
   wait_for_service_agents
 }
 
-# Google grants each service agent its role when its API is enabled, and a first deploy fails
-# until those grants exist ("Permission denied while using the Eventarc Service Agent").
+# Google grants each service agent its role when its API is enabled; a first deploy fails before.
 wait_for_service_agents() {
   local current entry missing=() attempt=1 needed=() pair
   for pair in cloudfunctions:gcf-admin-robot run:serverless-robot-prod eventarc:gcp-sa-eventarc \
@@ -240,8 +238,8 @@ fingerprint() {
   } | sha256sum | cut -c1-40
 }
 
-# What is live of function NAME: FN_STATE (ACTIVE, FAILED...; "" when absent), FN_HASH (its
-# rdp_deploy_hash label), FN_TRIGGER ("topic<TAB>identity<TAB>retry policy").
+# Function NAME as live: FN_STATE ("" when absent), FN_HASH (its label), FN_TRIGGER (topic, identity
+# and retry policy, tab-separated).
 describe_function() {
   local live
   describe live "" "what is live: state, deploy label and trigger" \
@@ -251,24 +249,21 @@ describe_function() {
   FN_TRIGGER=${FN_TRIGGER//|/$'\t'}
 }
 
-# How ingest is open: "allUsers" (invoker role), "no-invoker-iam-check" (its Cloud Run service,
-# which has its name, skips the IAM check) or "" (closed).
+# How ingest is open: allUsers (invoker role), no-invoker-iam-check (on its Cloud Run service) or "".
 ingest_access() {
-  local bindings disabled
+  local invokers disabled
   INGEST_ACCESS=""
-  look bindings "" "is ingest open to allUsers?" gcloud run services get-iam-policy ingest \
-    "--region=$REGION" "--project=$PROJECT" '--flatten=bindings[].members' \
-    '--format=value(bindings.role,bindings.members)'
-  grep -qxF $'roles/run.invoker\tallUsers' <<<"$bindings" && INGEST_ACCESS=allUsers && return 0
+  bindings invokers "" "is ingest open to allUsers?" run services get-iam-policy ingest \
+    "--region=$REGION" "--project=$PROJECT"
+  grep -qxF $'roles/run.invoker\tallUsers' <<<"$invokers" && INGEST_ACCESS=allUsers && return 0
   describe disabled "" "or does its service skip the invoker IAM check?" \
     "metadata.annotations.'run.googleapis.com/invoker-iam-disabled'" run services describe ingest \
     "--region=$REGION"
   [[ ${disabled,,} != true ]] || INGEST_ACCESS=no-invoker-iam-check
 }
 
-# ingest is public at the HTTP layer; API keys authenticate every request. An organization that
-# enforces domain restricted sharing refuses allUsers in any IAM policy; Google's documented way
-# to serve the public then is to turn off the Cloud Run invoker IAM check of the service.
+# ingest is public; API keys authenticate. Where domain restricted sharing refuses allUsers, Google
+# documents turning off the Cloud Run invoker IAM check of the service instead.
 make_ingest_public() {
   if try gcloud functions add-invoker-policy-binding ingest "--region=$REGION" \
     "--project=$PROJECT" --member=allUsers --format=none --quiet; then
@@ -290,10 +285,8 @@ make_ingest_public() {
   INGEST_ACCESS=no-invoker-iam-check
 }
 
-# gcloud writes a function's labels only within a deploy, so the rdp_deploy_hash label says which
-# build and settings are live. It is never trusted alone: a function is skipped only if it is also
-# ACTIVE and the outcome of its later steps is in place (DONE=1); otherwise the last run stopped
-# part-way, and it is deployed again.
+# The rdp_deploy_hash label (set only with a deploy) says which build is live; it is trusted only
+# when the function is ACTIVE and its later steps are in place (DONE=1), else the last run stopped.
 is_done() { # NAME FINGERPRINT DONE
   [[ $FN_STATE == ACTIVE && $FN_HASH == "$2" ]] || return 1
   (($3)) && note "  $1 is unchanged since its last deploy, which completed; skipping" && return 0
@@ -327,9 +320,8 @@ step_functions() {
   fi
   note "  ingest is public through: $INGEST_ACCESS"
 
-  # Trigger flags on an update put the whole event trigger in gcloud's update mask, and a replaced
-  # trigger takes its Pub/Sub subscription with it (backlog, pending retries, dead-letter policy).
-  # So an update that keeps the trigger passes none of them, and gcloud keeps the live one.
+  # Trigger flags put the whole trigger in gcloud's update mask, and a replaced trigger takes its
+  # subscription with it (backlog, retries, dead-letter policy): an update that keeps it passes none.
   hash=$(fingerprint "${process[@]}" "${trigger[@]}")
   describe_function process
   wanted=projects/$PROJECT/topics/$(cfg INGEST_TOPIC)$'\t'$SA_TRIGGER$'\t'RETRY_POLICY_RETRY

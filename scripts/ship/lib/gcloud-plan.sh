@@ -246,13 +246,17 @@ if_found() {
   note "  $what is already $([[ $want == yes ]] && echo gone || echo there)"
 }
 
-# The project's project-level bindings, "ROLE<TAB>MEMBER" per line, into VAR.
+# bindings VAR DRY_VALUE WHY GCLOUD_ARGS...: look at an IAM policy's "ROLE<TAB>MEMBER" lines.
+bindings() {
+  look "$1" "$2" "$3" gcloud "${@:4}" '--flatten=bindings[].members' \
+    '--format=value(bindings.role,bindings.members)'
+}
+
+# The project's project-level bindings into VAR.
 project_policy() {
   local dry=""
   ((DRY_EXISTS)) && dry=$(project_bindings)
-  look "$1" "$dry" "${2:-which of the roles below are already granted}" \
-    gcloud projects get-iam-policy "$PROJECT" '--flatten=bindings[].members' \
-    '--format=value(bindings.role,bindings.members)'
+  bindings "$1" "$dry" "${2:-which of the roles below are already granted}" projects get-iam-policy "$PROJECT"
 }
 
 # The alert policies of this deployment named DISPLAY_NAME ("" for all of them), one name a line.
