@@ -255,9 +255,7 @@ class GcloudHelp {
     }
     const neighbourhood = words.slice(0, 2).join(" ");
     const known = () =>
-      [...this.commands.values()].find(({ path }) =>
-        path.every((word, i) => words[i] === word),
-      );
+      [...this.commands.values()].find(({ path }) => path.every((word, i) => words[i] === word));
     // Commands of one group resolve one after another, so a second one reuses the first's help.
     while (this.resolving.has(neighbourhood) && !known()) {
       await this.resolving.get(neighbourhood)?.catch(() => undefined);
