@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# Takes a Google Cloud project, empty or already deployed, to a running, locked-down deployment.
-# Safe to re-run: every step checks before it creates, and a function whose build and settings are
-# unchanged is not redeployed. Function options come from their triggers (functions/src/ingest.ts,
-# process.ts), the rest from deploy/config.env. Docs: README.md (Release), docs/OPERATIONS.md.
+# Takes a Google Cloud project, empty or deployed, to a running, locked-down deployment; safe to
+# re-run. Options come from the triggers, the rest from deploy/config.env. Docs: README (Release).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/gcloud-plan.sh"
 
@@ -47,8 +45,7 @@ for name in "${FAULT_KEYS_IN_CONFIG[@]}"; do found+=$'\n'"  - $name (set in $CON
   "are set:$found"$'\n'"Unset them (and remove them from the config file) before deploying."
 [[ $(cfg AUTH_MODE) != disabled ]] || ((ALLOW_OPEN_DEMO)) || refuse "AUTH_MODE=disabled in" \
   "$CONFIG would let anyone write to any tenant. Pass --allow-open-demo for a throw-away demo."
-# What gets deployed is the config file: a different value exported here (left from a local run,
-# say) would be ignored, so say so instead.
+# The config file is what gets deployed: a different value exported here would be ignored.
 found=""
 for name in "${RUNTIME_VARS[@]}"; do
   [[ -z ${!name+set} || ${!name} == "$(cfg "$name")" ]] || found+=$'\n'"  - $name=${!name} (config: $(cfg "$name"))"
@@ -59,9 +56,8 @@ retention=$(cfg DEAD_LETTER_RETENTION)
 [[ $retention =~ ^([0-9]+)d$ ]] && ((BASH_REMATCH[1] <= 31)) ||
   config_error "DEAD_LETTER_RETENTION must be whole days, at most 31d (the Pub/Sub maximum)"
 
-# The Firestore location nearest the functions: their continent's multi-region where there is one
-# (eur3: Belgium and Finland; nam5: central US), else their own region. Every write goes there and
-# a database's location never changes, so any other location is refused unless asked for.
+# Firestore nearest the functions: their continent's multi-region (eur3, nam5), else their region.
+# A database's location never changes, so any other is refused unless asked for.
 nearest_location() { case $1 in europe-*) echo eur3 ;; us-*) echo nam5 ;; *) echo "$1" ;; esac; }
 check_location() { # LOCATION WHAT [ANOTHER WAY OUT]
   [[ $1 == "$REGION" || $1 == "$(nearest_location "$REGION")" ]] && return 0
@@ -76,12 +72,8 @@ FIRESTORE_LOCATION=$(cfg FIRESTORE_LOCATION)
 [[ $(cfg FIRESTORE_LOCATION) == auto ]] || check_location "$FIRESTORE_LOCATION" \
   "FIRESTORE_LOCATION in $CONFIG" "set FIRESTORE_LOCATION=auto ($(nearest_location "$REGION") for $REGION)"
 
-# ---------------------------------------------------------------------------------------------
-# Steps.
-
-# Builds, then reads each function's options from its trigger, loading the code with nothing but
-# the deployed variables in its environment, so the functions' own config check runs too. A dry
-# run reads the same declarations from the TypeScript source.
+# Loads the functions with only the deployed variables, so their own config check runs too, and
+# reads each one's options from its trigger (in a dry run, from the TypeScript source).
 step_build() {
   note "Build the functions, and read their options from the triggers"
   local entry=$FUNCTIONS_DIR/lib/index.js loader=() options name flags timeout
@@ -92,7 +84,7 @@ step_build() {
     "run 'npm run build' once (it installs the functions' dependencies) to let a dry run load them"
   mapfile -t ENV_PAIRS < <(for name in "${RUNTIME_VARS[@]}" NODE_OPTIONS; do echo "$name=$(cfg "$name")"; done)
   local -a read=(env -i "${ENV_PAIRS[@]}" "$(command -v node)" "${loader[@]}"
-    "$ROOT/scripts/lib/function-options.cjs" "$entry")
+    "$ROOT/scripts/ship/lib/function-options.cjs" "$entry")
   printf '+ %s  # check: %s\n' "$(render "${read[@]}")" "the options declared in the triggers"
   options=$(cd "$ROOT" && "${read[@]}") || die "could not load the functions (message above)"
   note "  ${options//$'\n'/$'\n'#   }"
@@ -117,16 +109,14 @@ step_project() {
   [[ $billing == True ]] || die "billing is not enabled on $PROJECT (Cloud Functions gen2 needs" \
     "it): link a billing account with 'gcloud billing projects link $PROJECT" \
     "--billing-account=ACCOUNT_ID' (list yours with 'gcloud billing accounts list') and re-run"
-  run gcloud services enable "${apis[@]/%/.googleapis.com}" "--project=$PROJECT" --quiet
+  change services enable "${apis[@]/%/.googleapis.com}"
   for service in pubsub eventarc; do # agents that are granted roles below
-    run gcloud beta services identity create "--service=$service.googleapis.com" \
-      "--project=$PROJECT" --format=none --quiet
+    change_silently beta services identity create "--service=$service.googleapis.com"
   done
   wait_for_service_agents
 }
 
-# Google grants each service agent its role when its API is enabled, and a first deploy fails
-# until those grants exist ("Permission denied while using the Eventarc Service Agent").
+# Google grants each service agent its role when its API is enabled; a first deploy fails before.
 wait_for_service_agents() {
   local current entry missing=() attempt=1 needed=() pair
   for pair in cloudfunctions:gcf-admin-robot run:serverless-robot-prod eventarc:gcp-sa-eventarc \
@@ -153,43 +143,41 @@ wait_for_service_agents() {
 step_firestore() {
   note "Firestore: the (default) database, rules, single-field index settings and TTL policies"
   local database type location ttl group quota
-  look database "" "create the database only if there is none" gcloud firestore databases \
-    describe '--database=(default)' "--project=$PROJECT" '--format=value(type,locationId)'
+  describe database "" "create the database only if there is none" type,locationId \
+    firestore databases describe '--database=(default)'
   type=${database%%$'\t'*} location=${database#*$'\t'}
   if [[ -z $type ]]; then
-    run gcloud firestore databases create '--database=(default)' \
-      "--location=$FIRESTORE_LOCATION" --type=firestore-native "--project=$PROJECT" --quiet
+    change firestore databases create '--database=(default)' "--location=$FIRESTORE_LOCATION" \
+      --type=firestore-native
   elif [[ $type != FIRESTORE_NATIVE ]]; then
     die "the (default) database of $PROJECT is $type; the functions need Firestore Native mode"
   else
     check_location "$location" "the (default) database of $PROJECT"
     note "  (default) database exists in $location, keeping it"
   fi
-  # The Firebase CLI signs in with Application Default Credentials, not gcloud's own login: stop
-  # before it fails half-way. It bills its calls to GOOGLE_CLOUD_QUOTA_PROJECT, whatever quota
-  # project the credentials name.
+  # The Firebase CLI signs in with Application Default Credentials, not gcloud's login: stop before
+  # it fails half-way. It bills GOOGLE_CLOUD_QUOTA_PROJECT, whatever the credentials' quota project.
   local adc=(gcloud auth application-default print-access-token)
   printf '+ %s  # check: Application Default Credentials for the Firebase CLI\n' "$(render "${adc[@]}")"
   if ((!DRY_RUN)); then
     "${adc[@]}" >/dev/null 2>&1 || die "no usable Application Default Credentials, which the" \
       "Firebase CLI deploys the Firestore rules with: run 'gcloud auth application-default login'"
-    quota=$(node -e 'try { process.stdout.write(require(process.argv[1]).quota_project_id || "") } catch {}' \
-      "${GOOGLE_APPLICATION_CREDENTIALS:-${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json}")
+    quota=${GOOGLE_APPLICATION_CREDENTIALS:-${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json}
+    quota=$(sed -nE 's/.*"quota_project_id": *"([^"]*)".*/\1/p' "$quota" 2>/dev/null || true)
     [[ -z $quota || $quota == "$PROJECT" ]] ||
       note "  the credentials' quota project is $quota; the Firebase CLI is told to use $PROJECT"
   fi
   run env "GOOGLE_CLOUD_QUOTA_PROJECT=$PROJECT" "$ROOT/node_modules/.bin/firebase" deploy \
     --only=firestore "--project=$PROJECT" "--config=$ROOT/firebase.json" --non-interactive
-  # Processed and failed documents carry expire_at (their tenant's retention); with the policy on,
-  # Firestore deletes each within about a day after that time.
+  # Documents carry expire_at (their tenant's retention); Firestore deletes them within a day after.
   for group in "${TTL_COLLECTION_GROUPS[@]}"; do
-    look ttl "" "turn TTL on where it is not on yet" gcloud firestore indexes fields describe expire_at \
-      "--collection-group=$group" '--database=(default)' "--project=$PROJECT" '--format=value(ttlConfig.state)'
+    describe ttl "" "turn TTL on where it is not on yet" ttlConfig.state firestore indexes fields \
+      describe expire_at "--collection-group=$group" '--database=(default)'
     if [[ $ttl == ACTIVE || $ttl == CREATING ]]; then
       note "  TTL on $group.expire_at is $ttl"
     else
-      run gcloud firestore fields ttls update expire_at "--collection-group=$group" \
-        '--database=(default)' --enable-ttl --async "--project=$PROJECT" --quiet
+      change firestore fields ttls update expire_at "--collection-group=$group" '--database=(default)' \
+        --enable-ttl --async
     fi
   done
 }
@@ -198,20 +186,18 @@ step_pubsub() {
   note "Pub/Sub: ingest topic, dead-letter topic and the subscription that keeps dead letters"
   local topic hold kept
   for topic in "${TOPICS[@]}"; do
-    if_found no "topic $topic" gcloud pubsub topics describe "$topic" -- gcloud pubsub topics create "$topic"
+    if_found no "topic $topic" pubsub topics describe "$topic" -- pubsub topics create "$topic"
   done
   hold=$(cfg DEAD_LETTER_SUBSCRIPTION)
-  look kept "" "create the dead-letter subscription only if absent" gcloud pubsub subscriptions \
-    describe "$hold" "--project=$PROJECT" '--format=value(messageRetentionDuration)'
+  describe kept "" "create the dead-letter subscription only if absent" messageRetentionDuration \
+    pubsub subscriptions describe "$hold"
   if [[ $kept == "$((${retention%d} * 86400))s" ]]; then
     note "  subscription $hold exists"
   elif [[ -n $kept ]]; then
-    run gcloud pubsub subscriptions update "$hold" "--message-retention-duration=$retention" \
-      "--project=$PROJECT" --quiet
+    change pubsub subscriptions update "$hold" "--message-retention-duration=$retention"
   else
-    run gcloud pubsub subscriptions create "$hold" "--topic=$(cfg DEAD_LETTER_TOPIC)" \
-      "--message-retention-duration=$retention" --expiration-period=never --ack-deadline=60 \
-      "--project=$PROJECT" --quiet
+    change pubsub subscriptions create "$hold" "--topic=$(cfg DEAD_LETTER_TOPIC)" \
+      "--message-retention-duration=$retention" --expiration-period=never --ack-deadline=60
   fi
 }
 
@@ -219,8 +205,8 @@ step_iam() {
   note "Service accounts (one per function, the trigger's, the build's) and least-privilege IAM"
   local entry current role member
   for entry in "${SERVICE_ACCOUNTS[@]}"; do
-    if_found no "${entry%%|*}" gcloud iam service-accounts describe "${entry%%|*}" -- \
-      gcloud iam service-accounts create "${entry%%@*}" "--display-name=${entry#*|}"
+    if_found no "${entry%%|*}" iam service-accounts describe "${entry%%|*}" -- \
+      iam service-accounts create "${entry%%@*}" "--display-name=${entry#*|}"
   done
   project_policy current
   while IFS=$'\t' read -r role member; do
@@ -233,15 +219,12 @@ step_iam() {
   done < <(project_bindings)
   # ingest may publish to its topic and nothing else. Pub/Sub moves undeliverable messages to the
   # dead-letter topic as its service agent, and signs pushes with the trigger identity's tokens.
-  run gcloud pubsub topics add-iam-policy-binding "$(cfg INGEST_TOPIC)" \
-    "--member=serviceAccount:$SA_INGEST" --role=roles/pubsub.publisher "--project=$PROJECT" \
-    --format=none --quiet
-  run gcloud pubsub topics add-iam-policy-binding "$(cfg DEAD_LETTER_TOPIC)" \
-    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher "--project=$PROJECT" \
-    --format=none --quiet
-  run gcloud iam service-accounts add-iam-policy-binding "$SA_TRIGGER" \
-    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/iam.serviceAccountTokenCreator \
-    "--project=$PROJECT" --format=none --quiet
+  change_silently pubsub topics add-iam-policy-binding "$(cfg INGEST_TOPIC)" \
+    "--member=serviceAccount:$SA_INGEST" --role=roles/pubsub.publisher
+  change_silently pubsub topics add-iam-policy-binding "$(cfg DEAD_LETTER_TOPIC)" \
+    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher
+  change_silently iam service-accounts add-iam-policy-binding "$SA_TRIGGER" \
+    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/iam.serviceAccountTokenCreator
 }
 
 # A digest of what a deploy puts in place: the files gcloud uploads (by their path inside
@@ -255,35 +238,32 @@ fingerprint() {
   } | sha256sum | cut -c1-40
 }
 
-# What is live of function NAME: FN_STATE (ACTIVE, FAILED...; "" when absent), FN_HASH (its
-# rdp_deploy_hash label), FN_TRIGGER ("topic<TAB>identity<TAB>retry policy").
+# Function NAME as live: FN_STATE ("" when absent), FN_HASH (its label), FN_TRIGGER (topic, identity
+# and retry policy, tab-separated).
 describe_function() {
   local live
-  look live "" "what is live: state, deploy label and trigger" gcloud functions describe "$1" \
-    --v2 "--region=$REGION" "--project=$PROJECT" \
-    '--format=value(state,labels.rdp_deploy_hash,eventTrigger.pubsubTopic,eventTrigger.serviceAccountEmail,eventTrigger.retryPolicy)'
+  describe live "" "what is live: state, deploy label and trigger" \
+    state,labels.rdp_deploy_hash,eventTrigger.pubsubTopic,eventTrigger.serviceAccountEmail,eventTrigger.retryPolicy \
+    functions describe "$1" --v2 "--region=$REGION"
   IFS='|' read -r FN_STATE FN_HASH FN_TRIGGER <<<"${live//$'\t'/|}" || true
   FN_TRIGGER=${FN_TRIGGER//|/$'\t'}
 }
 
-# How ingest is open: "allUsers" (invoker role), "no-invoker-iam-check" (its Cloud Run service,
-# which has its name, skips the IAM check) or "" (closed).
+# How ingest is open: allUsers (invoker role), no-invoker-iam-check (on its Cloud Run service) or "".
 ingest_access() {
-  local bindings disabled
+  local invokers disabled
   INGEST_ACCESS=""
-  look bindings "" "is ingest open to allUsers?" gcloud run services get-iam-policy ingest \
-    "--region=$REGION" "--project=$PROJECT" '--flatten=bindings[].members' \
-    '--format=value(bindings.role,bindings.members)'
-  grep -qxF $'roles/run.invoker\tallUsers' <<<"$bindings" && INGEST_ACCESS=allUsers && return 0
-  look disabled "" "or does its service skip the invoker IAM check?" gcloud run services describe \
-    ingest "--region=$REGION" "--project=$PROJECT" \
-    "--format=value(metadata.annotations.'run.googleapis.com/invoker-iam-disabled')"
+  bindings invokers "" "is ingest open to allUsers?" run services get-iam-policy ingest \
+    "--region=$REGION" "--project=$PROJECT"
+  grep -qxF $'roles/run.invoker\tallUsers' <<<"$invokers" && INGEST_ACCESS=allUsers && return 0
+  describe disabled "" "or does its service skip the invoker IAM check?" \
+    "metadata.annotations.'run.googleapis.com/invoker-iam-disabled'" run services describe ingest \
+    "--region=$REGION"
   [[ ${disabled,,} != true ]] || INGEST_ACCESS=no-invoker-iam-check
 }
 
-# ingest is public at the HTTP layer; API keys authenticate every request. An organization that
-# enforces domain restricted sharing refuses allUsers in any IAM policy; Google's documented way
-# to serve the public then is to turn off the Cloud Run invoker IAM check of the service.
+# ingest is public; API keys authenticate. Where domain restricted sharing refuses allUsers, Google
+# documents turning off the Cloud Run invoker IAM check of the service instead.
 make_ingest_public() {
   if try gcloud functions add-invoker-policy-binding ingest "--region=$REGION" \
     "--project=$PROJECT" --member=allUsers --format=none --quiet; then
@@ -292,23 +272,21 @@ make_ingest_public() {
     INGEST_ACCESS=allUsers && return 0
   fi
   grep -qE 'do not belong to a permitted customer|domain restriction organi[sz]ation policy|iam\.allowedPolicyMemberDomains' <<<"$LAST_ERROR" ||
-    die "could not make ingest public: $(error_status "$LAST_ERROR") (message above). ingest is" \
+    die "could not make ingest public: $(status_of "$LAST_ERROR") (message above). ingest is" \
       "deployed but answers 403 to everyone; fix the cause and re-run"
   warn "an organization policy (domain restricted sharing) refuses allUsers as invoker of ingest." \
     "Falling back to Google's documented alternative: turning off the Cloud Run invoker IAM check" \
     "of the ingest service. ingest stays public; API keys authenticate every request."
   try gcloud run services update ingest "--region=$REGION" "--project=$PROJECT" \
-    --no-invoker-iam-check --quiet || die "the fallback failed too ($(error_status "$LAST_ERROR")," \
+    --no-invoker-iam-check --quiet || die "the fallback failed too ($(status_of "$LAST_ERROR")," \
     "message above): ingest is deployed but answers 403 to everyone. Ask an organization admin to" \
     "allow allUsers here (iam.allowedPolicyMemberDomains) or to let it turn off the invoker IAM" \
     "check (run.managed.requireInvokerIam), then re-run"
   INGEST_ACCESS=no-invoker-iam-check
 }
 
-# gcloud writes a function's labels only within a deploy, so the rdp_deploy_hash label says which
-# build and settings are live. It is never trusted alone: a function is skipped only if it is also
-# ACTIVE and the outcome of its later steps is in place (DONE=1); otherwise the last run stopped
-# part-way, and it is deployed again.
+# The rdp_deploy_hash label (set only with a deploy) says which build is live; it is trusted only
+# when the function is ACTIVE and its later steps are in place (DONE=1), else the last run stopped.
 is_done() { # NAME FINGERPRINT DONE
   [[ $FN_STATE == ACTIVE && $FN_HASH == "$2" ]] || return 1
   (($3)) && note "  $1 is unchanged since its last deploy, which completed; skipping" && return 0
@@ -342,9 +320,8 @@ step_functions() {
   fi
   note "  ingest is public through: $INGEST_ACCESS"
 
-  # Trigger flags on an update put the whole event trigger in gcloud's update mask, and a replaced
-  # trigger takes its Pub/Sub subscription with it (backlog, pending retries, dead-letter policy).
-  # So an update that keeps the trigger passes none of them, and gcloud keeps the live one.
+  # Trigger flags put the whole trigger in gcloud's update mask, and a replaced trigger takes its
+  # subscription with it (backlog, retries, dead-letter policy): an update that keeps it passes none.
   hash=$(fingerprint "${process[@]}" "${trigger[@]}")
   describe_function process
   wanted=projects/$PROJECT/topics/$(cfg INGEST_TOPIC)$'\t'$SA_TRIGGER$'\t'RETRY_POLICY_RETRY
@@ -368,59 +345,55 @@ step_functions() {
 step_trigger_subscription() {
   note "The trigger's Pub/Sub subscription (made by Eventarc): dead letters, ack deadline, retries"
   local trigger subscription current wanted
-  look trigger '<PROCESS_TRIGGER>' "the Eventarc trigger of the process function" gcloud functions \
-    describe process --v2 "--region=$REGION" "--project=$PROJECT" '--format=value(eventTrigger.trigger)'
+  describe trigger '<PROCESS_TRIGGER>' "the Eventarc trigger of the process function" \
+    eventTrigger.trigger functions describe process --v2 "--region=$REGION"
   [[ -n $trigger ]] || die "the process function has no Eventarc trigger; did its deploy fail?"
-  look subscription '<TRIGGER_SUBSCRIPTION>' "the subscription Eventarc made for it" gcloud eventarc \
-    triggers describe "$trigger" "--location=$REGION" "--project=$PROJECT" \
-    '--format=value(transport.pubsub.subscription)'
+  describe subscription '<TRIGGER_SUBSCRIPTION>' "the subscription Eventarc made for it" \
+    transport.pubsub.subscription eventarc triggers describe "$trigger" "--location=$REGION"
   [[ -n $subscription ]] || die "trigger $trigger has no Pub/Sub subscription"
   wanted=$(printf '%s\t%s\t%s\t%s\t%s' "$(cfg ACK_DEADLINE_SECONDS)" "$DEAD_LETTER_TOPIC_PATH" \
     "$(cfg MAX_DELIVERY_ATTEMPTS)" "$(cfg MIN_RETRY_DELAY)" "$(cfg MAX_RETRY_DELAY)")
-  look current "" "update it only if its settings differ" gcloud pubsub subscriptions describe \
-    "$subscription" "--project=$PROJECT" \
-    '--format=value(ackDeadlineSeconds,deadLetterPolicy.deadLetterTopic,deadLetterPolicy.maxDeliveryAttempts,retryPolicy.minimumBackoff,retryPolicy.maximumBackoff)'
+  describe current "" "update it only if its settings differ" \
+    ackDeadlineSeconds,deadLetterPolicy.deadLetterTopic,deadLetterPolicy.maxDeliveryAttempts,retryPolicy.minimumBackoff,retryPolicy.maximumBackoff \
+    pubsub subscriptions describe "$subscription"
   if [[ $current == "$wanted" ]]; then
     note "  subscription settings are already in place"
   else
-    run gcloud pubsub subscriptions update "$subscription" "--dead-letter-topic=$DEAD_LETTER_TOPIC_PATH" \
+    change pubsub subscriptions update "$subscription" "--dead-letter-topic=$DEAD_LETTER_TOPIC_PATH" \
       "--max-delivery-attempts=$(cfg MAX_DELIVERY_ATTEMPTS)" "--ack-deadline=$(cfg ACK_DEADLINE_SECONDS)" \
-      "--min-retry-delay=$(cfg MIN_RETRY_DELAY)" "--max-retry-delay=$(cfg MAX_RETRY_DELAY)" \
-      "--project=$PROJECT" --quiet
+      "--min-retry-delay=$(cfg MIN_RETRY_DELAY)" "--max-retry-delay=$(cfg MAX_RETRY_DELAY)"
   fi
   # Pub/Sub must be able to acknowledge a message on this subscription to dead-letter it.
-  run gcloud pubsub subscriptions add-iam-policy-binding "$subscription" \
-    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber "--project=$PROJECT" \
-    --format=none --quiet
+  change_silently pubsub subscriptions add-iam-policy-binding "$subscription" \
+    "--member=serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber
 }
 
 step_monitoring() {
   note "Log-based metrics and alert policies (deploy/monitoring/)${CHANNEL:+, notifying $CHANNEL}"
-  local metric verb file policy name found
+  local metric verb policy name found
   for metric in "${LOG_METRICS[@]}"; do # an existing one gets this release's definition again
-    exists "create the metric only if absent" gcloud logging metrics describe "$metric" \
-      "--project=$PROJECT" '--format=value(name)' && verb=update || verb=create
-    run gcloud logging metrics "$verb" "$metric" \
-      "--config-from-file=$ROOT/deploy/monitoring/$metric.yaml" "--project=$PROJECT" --quiet
+    exists "create the metric only if absent" logging metrics describe "$metric" && verb=update || verb=create
+    change logging metrics "$verb" "$metric" "--config-from-file=$ROOT/deploy/monitoring/$metric.yaml"
   done
-  for file in "$ROOT"/deploy/monitoring/alert-*.json; do # found by display name, else created
-    policy=$(node -e 'const [file, subscription, channel] = process.argv.slice(1);
-      const text = require("fs").readFileSync(file, "utf8");
-      const policy = JSON.parse(text.replaceAll("${DEAD_LETTER_SUBSCRIPTION}", subscription));
-      console.log(JSON.stringify({ ...policy, notificationChannels: channel ? [channel] : [] }))' \
-      "$file" "$(cfg DEAD_LETTER_SUBSCRIPTION)" "$CHANNEL")
+  # Each policy as one line of JSON, for this deployment; found by display name, else created.
+  while IFS= read -r policy; do
     name=${policy#*\"displayName\":\"} name=${name%%\"*}
     alert_policies found "$name"
     # shellcheck disable=SC2046  # the policy's name, if any, is one word
-    run gcloud alpha monitoring policies $([[ -n $found ]] && echo update "${found%%$'\n'*}" || echo create) \
-      "--policy=$policy" "--project=$PROJECT" --quiet
-  done
+    change alpha monitoring policies $([[ -n $found ]] && echo update "${found%%$'\n'*}" || echo create) \
+      "--policy=$policy"
+  done < <(node -e 'const [subscription, channel, ...files] = process.argv.slice(1);
+    for (const file of files) {
+      const text = require("fs").readFileSync(file, "utf8");
+      const policy = JSON.parse(text.replaceAll("${DEAD_LETTER_SUBSCRIPTION}", subscription));
+      console.log(JSON.stringify({ ...policy, notificationChannels: channel ? [channel] : [] }));
+    }' "$(cfg DEAD_LETTER_SUBSCRIPTION)" "$CHANNEL" "$ROOT"/deploy/monitoring/alert-*.json)
 }
 
 step_summary() {
   local url
-  look url '<INGEST_URL>' "the URL to send records to" gcloud functions describe ingest --v2 \
-    "--region=$REGION" "--project=$PROJECT" '--format=value(serviceConfig.uri)'
+  describe url '<INGEST_URL>' "the URL to send records to" serviceConfig.uri functions describe ingest \
+    --v2 "--region=$REGION"
   note "Deployed. Ingest URL: $url"
   [[ $INGEST_ACCESS != no-invoker-iam-check ]] ||
     note "(public through the service's disabled invoker IAM check, not allUsers: see above)"

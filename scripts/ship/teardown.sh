@@ -1,20 +1,15 @@
 #!/usr/bin/env bash
-# Removes what scripts/ship/deploy.sh created: the alert policies and log-based metrics, both functions
-# (with the Eventarc trigger and its subscription), the topics and the dead-letter subscription,
-# the project-level grants and the service accounts. Keeps the Firestore database, its rules,
-# index settings and TTL policies (so kept data still expires), and its documents unless
-# --delete-data. Safe to re-run: whatever is already gone is skipped.
+# Removes what deploy.sh created, keeping the Firestore database with its rules, index settings,
+# TTL policies and (unless --delete-data) documents. Safe to re-run: what is gone is skipped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/gcloud-plan.sh"
 
 usage() {
   cat <<'EOF'
 Usage: npm run teardown -- --project ID [--region R] [--config FILE] [--dry-run] [--delete-data]
-  --project ID     Google Cloud project to clean up (required)
-  --region R       Region the functions were deployed to (default: REGION of the config)
-  --config FILE    Settings file used for the deploy (default: deploy/config.env)
-  --dry-run        Print every command in order, the checks included, and run none of them
-  --delete-data    Also delete every document of the product's collections (irreversible)
+  --region R, --config FILE   default: REGION of the config, deploy/config.env
+  --dry-run                   print every command in order, the checks included; run none
+  --delete-data               also delete every document of the product's collections (irreversible)
 EOF
 }
 
@@ -35,25 +30,23 @@ banner "Tearing down"
 note "Alert policies and log-based metrics"
 alert_policies policies "" "<POLICY>" "delete the deployment's alert policies"
 for policy in $policies; do
-  run gcloud alpha monitoring policies delete "$policy" "--project=$PROJECT" --quiet
+  change alpha monitoring policies delete "$policy"
 done
 for metric in "${LOG_METRICS[@]}"; do
-  if_found yes "metric $metric" gcloud logging metrics describe "$metric" -- \
-    gcloud logging metrics delete "$metric"
+  if_found yes "metric $metric" logging metrics describe "$metric" -- logging metrics delete "$metric"
 done
 
 note "Functions (deleting one also deletes its Eventarc trigger and the trigger's subscription)"
 for name in process ingest; do
-  if_found yes "function $name" gcloud functions describe "$name" --v2 "--region=$REGION" -- \
-    gcloud functions delete "$name" "--region=$REGION"
+  if_found yes "function $name" functions describe "$name" --v2 "--region=$REGION" -- \
+    functions delete "$name" "--region=$REGION"
 done
 
 note "Pub/Sub (their IAM grants go with them; dead letters still held are deleted too)"
 hold=$(cfg DEAD_LETTER_SUBSCRIPTION)
-if_found yes "subscription $hold" gcloud pubsub subscriptions describe "$hold" -- \
-  gcloud pubsub subscriptions delete "$hold"
+if_found yes "subscription $hold" pubsub subscriptions describe "$hold" -- pubsub subscriptions delete "$hold"
 for topic in "${TOPICS[@]}"; do
-  if_found yes "topic $topic" gcloud pubsub topics describe "$topic" -- gcloud pubsub topics delete "$topic"
+  if_found yes "topic $topic" pubsub topics describe "$topic" -- pubsub topics delete "$topic"
 done
 
 note "Project-level IAM grants of the deployment's service accounts"
@@ -66,14 +59,13 @@ done < <(project_bindings)
 
 note "Service accounts (grants on them go with them)"
 for entry in "${SERVICE_ACCOUNTS[@]}"; do
-  if_found yes "${entry%%|*}" gcloud iam service-accounts describe "${entry%%|*}" -- \
-    gcloud iam service-accounts delete "${entry%%|*}"
+  if_found yes "${entry%%|*}" iam service-accounts describe "${entry%%|*}" -- \
+    iam service-accounts delete "${entry%%|*}"
 done
 
 if ((DELETE_DATA)); then
   note "Firestore data (--delete-data): every document of $(cfg FIRESTORE_DATA_COLLECTIONS)"
-  run gcloud firestore bulk-delete "--collection-ids=$(cfg FIRESTORE_DATA_COLLECTIONS)" \
-    '--database=(default)' "--project=$PROJECT" --quiet
+  change firestore bulk-delete "--collection-ids=$(cfg FIRESTORE_DATA_COLLECTIONS)" '--database=(default)'
 else
   note "Firestore data left in place: the (default) database, its documents, rules, index settings"
   note "and TTL policies are untouched. Re-run with --delete-data to delete the documents of"

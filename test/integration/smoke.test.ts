@@ -23,7 +23,7 @@ async function smoke(url: string, key: string): Promise<{ code: number; output: 
   try {
     const { stdout, stderr } = await run(
       "bash",
-      [path.join(REPO_ROOT, "scripts", "smoke.sh"), url, key],
+      [path.join(REPO_ROOT, "scripts", "ship", "smoke.sh"), url, key],
       {
         env: {
           PATH: process.env.PATH ?? "",

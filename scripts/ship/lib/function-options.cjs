@@ -1,8 +1,6 @@
-// Prints the gcloud flags of each function's runtime options, read from the endpoint metadata
-// firebase-functions attaches to each trigger (functions/src/ingest.ts, process.ts): the options
-// are declared there once, for `firebase deploy` and scripts/ship/deploy.sh alike.
-//   node function-options.cjs functions/lib/index.js   ->   "<name> <flags...>" per function,
-//   and "<name>:trigger <flags...>" for an event trigger.
+// node function-options.cjs functions/lib/index.js: "<name> <gcloud flags...>" per function, and
+// "<name>:trigger <flags...>" for an event trigger, from the endpoint metadata firebase-functions
+// attaches to each trigger, so options are declared once for `firebase deploy` and deploy.sh alike.
 const entry = require(require("node:path").resolve(process.argv[2]));
 const ingress = { ALLOW_ALL: "all", ALLOW_INTERNAL_ONLY: "internal-only" };
 for (const name of ["ingest", "process"]) {

@@ -1,18 +1,15 @@
 # shellcheck shell=bash disable=SC2034  # (variables used by the scripts that source this)
-# Shared by scripts/ship/deploy.sh and scripts/ship/teardown.sh: flags, deploy/config.env, resource names,
-# and the plan runner. Every command is printed as "+ <command>" before it runs; a read-only
-# look-up whose answer decides the next step ends in "  # check: <why>". With --dry-run nothing
-# is run on the cloud: look-ups answer "absent" (deploy) or "present" (teardown), and values only
-# a look-up could give appear as <PLACEHOLDERS>. Exits: 1 a step failed, 2 bad usage or config,
-# 3 refused as unsafe. Sourced by a script that sets `set -euo pipefail` and defines usage().
+# Shared by deploy.sh and teardown.sh (which set -euo pipefail and define usage()): flags, config,
+# names and the plan runner. A command prints as "+ <command>" before it runs, a look-up that
+# decides a step ends in "  # check: <why>". A dry run runs nothing: look-ups answer "absent"
+# (deploy) or "present" (teardown). Exits: 1 a step failed, 2 bad usage or config, 3 refused.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd -P)
 DRY_RUN=0
 DRY_EXISTS=0 # what a look-up answers in a dry run: 1 = present (teardown)
 PROJECT="" REGION="" CONFIG=$ROOT/deploy/config.env
 VALUE_FLAGS=(--project --region --config)
-# Transient errors are retried: the first wait, doubled up to a minute, about 8 minutes in all
-# (IAM changes typically take 2 minutes to propagate, sometimes 7). Tests set the wait to 0.
+# Transient errors: waits doubling to a minute, about 8 in all (IAM takes 2 minutes, sometimes 7).
 RETRY_WAIT=${RDP_RETRY_WAIT_SECONDS:-10}
 RETRY_ATTEMPTS=${RDP_RETRY_ATTEMPTS:-10}
 
@@ -46,23 +43,19 @@ config_error() { printf 'error: %s\n' "$*" >&2 && exit 2; }
 usage_error() { printf 'error: %s\n\n' "$*" >&2 && usage >&2 && exit 2; }
 refuse() { printf 'REFUSED: %s\n' "$*" >&2 && exit 3; }
 
-# One flag of VALUE_FLAGS (as "--flag v" or "--flag=v", into FLAG_<NAME>) or --dry-run; returns 1
-# for any other word. SHIFT is the number of words used.
+# --dry-run or one of VALUE_FLAGS ("--flag v" or "--flag=v", into FLAG_<name>); 1 for any other
+# word. SHIFT is the number of words used.
 common_flag() {
-  local flag=${1%%=*} value=${1#*=} known
+  local flag=${1%%=*} value=${1#*=}
   SHIFT=1
   [[ $1 == --dry-run ]] && DRY_RUN=1 && return 0
-  for known in "${VALUE_FLAGS[@]}"; do
-    [[ $flag == "$known" ]] || continue
-    if [[ $1 != *=* ]]; then
-      [[ $# -ge 2 && -n $2 && $2 != -* ]] || usage_error "$1 needs a value"
-      value=$2 SHIFT=2
-    fi
-    flag=${flag#--}
-    printf -v "FLAG_${flag//-/_}" '%s' "$value"
-    return 0
-  done
-  return 1
+  [[ " ${VALUE_FLAGS[*]} " == *" $flag "* ]] || return 1
+  if [[ $1 != *=* ]]; then
+    [[ $# -ge 2 && -n $2 && $2 != -* ]] || usage_error "$1 needs a value"
+    value=$2 SHIFT=2
+  fi
+  flag=${flag#--}
+  printf -v "FLAG_${flag//-/_}" '%s' "$value"
 }
 
 # Checks the flags, reads the config and derives the names. Call once, after the flags.
@@ -138,9 +131,6 @@ project_bindings() {
     roles/storage.objectAdmin "serviceAccount:$SA_BUILD"
 }
 
-# ---------------------------------------------------------------------------------------------
-# The plan runner.
-
 # The words as one shell line, each quoted only where the shell would change it.
 render() {
   local word line=""
@@ -164,9 +154,12 @@ is_transient() {
   grep -qE 'has not been used in project [0-9]+ before or it is disabled|(INVALID_ARGUMENT|FAILED_PRECONDITION|BAD_REQUEST|status=\[400\]).*[Ss]ervice account [^ ]+ does not exist|Permission denied while using the Eventarc Service Agent|necessary permissions are propagated|Cannot find metric\(s\) that match type|^ERROR: \([a-z0-9._-]+\) UNAVAILABLE: ' <<<"$1"
 }
 
-# The status word of a gcloud error ("PERMISSION_DENIED", "status=[403]").
-error_status() {
-  sed -nE 's/^ERROR: \([a-z0-9._-]+\) (ResponseError: (status=\[[0-9]+\])|([A-Z_]+): |(HTTPError [0-9]+)).*/\2\3\4/p' <<<"$1" | head -n 1
+# The status word of a gcloud error ("PERMISSION_DENIED", "status=[403]"), else "an error".
+status_of() {
+  local status
+  status=$(sed -nE 's/^ERROR: \([a-z0-9._-]+\) (ResponseError: (status=\[[0-9]+\])|([A-Z_]+): |(HTTPError [0-9]+)).*/\2\3\4/p' <<<"$1")
+  printf '%s' "${status%%$'\n'*}"
+  [[ -n $status ]] || printf 'an error'
 }
 
 # wait_to_retry ATTEMPT WHAT: waits before attempt ATTEMPT+1, or returns 1 when they are used up.
@@ -179,86 +172,91 @@ wait_to_retry() {
   sleep "$wait"
 }
 
+ERRORS=$(mktemp)
+trap 'rm -f "$ERRORS"' EXIT
+shown() { { "$@" 2>&1 1>&3 3>&- | tee "$ERRORS" >&2 3>&-; } 3>&1; }
+hidden() { "$@" 2>"$ERRORS"; }
+
+# retrying shown|hidden COMMAND...: runs COMMAND, its errors shown as they come or kept, waiting
+# out transient errors; on any other failure returns 1 with the error in $ERRORS and LAST_ERROR.
+retrying() {
+  local attempt=1
+  until "$@"; do
+    LAST_ERROR=$(<"$ERRORS")
+    is_transient "$LAST_ERROR" &&
+      wait_to_retry "$attempt" "transient error: ${LAST_ERROR%%$'\n'*}" || return 1
+    attempt=$((attempt + 1))
+  done
+}
+
 # try COMMAND...: prints and runs a command that changes something, waiting out transient errors.
-# On any other failure returns 1 with the error text (already shown) in LAST_ERROR.
 try() {
   printf '+ %s\n' "$(render "$@")"
   LAST_ERROR=""
-  ((DRY_RUN)) && return 0
-  local attempt=1 err
-  err=$(mktemp)
-  until { "$@" 2>&1 1>&3 3>&- | tee "$err" >&2 3>&-; } 3>&1; do
-    LAST_ERROR=$(<"$err")
-    is_transient "$LAST_ERROR" &&
-      wait_to_retry "$attempt" "transient error (above), documented to clear within minutes" ||
-      { rm -f "$err" && return 1; }
-    attempt=$((attempt + 1))
-  done
-  rm -f "$err"
+  ((DRY_RUN)) || retrying shown "$@"
 }
 
 # run COMMAND...: try, stopping the script when the command fails for good.
 run() {
   try "$@" && return 0
   is_transient "$LAST_ERROR" && die "still failing after $RETRY_ATTEMPTS attempts: $(render "$@")"
-  local status
-  status=$(error_status "$LAST_ERROR")
-  die "failed with ${status:-an error} (message above), which is not one of the transient" \
+  die "failed with $(status_of "$LAST_ERROR") (message above), which is not one of the transient" \
     "errors this script waits out; fix the cause and re-run. The command: $(render "$@")"
 }
+
+# A gcloud command that changes something in the project, run; the second prints nothing.
+change() { run gcloud "$@" "--project=$PROJECT" --quiet; }
+change_silently() { run gcloud "$@" "--project=$PROJECT" --format=none --quiet; }
 
 # look VAR DRY_VALUE WHY COMMAND...: runs a read-only COMMAND into VAR ("" when NOT_FOUND);
 # transient errors are waited out, any other failure stops the script. A dry run stores DRY_VALUE.
 look() {
-  local __var=$1 __dry=$2 __out __err __attempt=1
+  local __var=$1 __dry=$2 __out
   printf '+ %s  # check: %s\n' "$(render "${@:4}")" "$3"
   shift 3
   ((DRY_RUN)) && printf -v "$__var" '%s' "$__dry" && return 0
-  __err=$(mktemp)
-  until __out=$("$@" 2>"$__err"); do
-    is_not_found "$(<"$__err")" && __out="" && break
-    if is_transient "$(<"$__err")" &&
-      wait_to_retry "$__attempt" "transient error: $(head -n 1 "$__err")"; then
-      __attempt=$((__attempt + 1))
-      continue
-    fi
-    cat "$__err" >&2
-    __out=$(error_status "$(<"$__err")")
-    die "the check above failed with ${__out:-an error} (not NOT_FOUND, so not an absence:" \
-      "nothing was created or changed because of it); fix the cause and re-run"
-  done
-  rm -f "$__err"
+  if ! __out=$(retrying hidden "$@") && ! is_not_found "$(<"$ERRORS")"; then
+    cat "$ERRORS" >&2
+    die "the check above failed with $(status_of "$(<"$ERRORS")") (not NOT_FOUND, so not an" \
+      "absence: nothing was created or changed because of it); fix the cause and re-run"
+  fi
   printf -v "$__var" '%s' "${__out%"${__out##*[![:space:]]}"}"
 }
 
-# exists WHY COMMAND...: 0 when COMMAND (a describe printing a name) finds the resource.
+# describe VAR DRY_VALUE WHY FIELDS GCLOUD_ARGS...: look, with gcloud on this project printing FIELDS.
+describe() { look "$1" "$2" "$3" gcloud "${@:5}" "--project=$PROJECT" "--format=value($4)"; }
+
+# exists WHY GCLOUD_ARGS...: 0 when the describe of GCLOUD_ARGS finds the resource.
 exists() {
   local found dry=""
   ((DRY_EXISTS)) && dry="<EXISTS>"
-  look found "$dry" "$@"
+  describe found "$dry" "$1" name "${@:2}"
   [[ -n $found ]]
 }
 
-# if_found yes|no WHAT DESCRIBE... -- COMMAND...: runs COMMAND (with --project and --quiet) when
-# DESCRIBE (with --project, printing the name) finds the resource (yes) or not (no); otherwise
-# notes that WHAT is already there or gone.
+# if_found yes|no WHAT DESCRIBE_ARGS... -- CHANGE_ARGS...: runs gcloud CHANGE_ARGS (see change) when
+# gcloud DESCRIBE_ARGS finds the resource (yes) or not (no); else notes WHAT is there or gone.
 if_found() {
   local want=$1 what=$2 at found=no
   shift 2
   for ((at = 1; at <= $#; at++)); do [[ ${!at} == -- ]] && break; done
   exists "$([[ $want == yes ]] && echo "delete only what is there" || echo "create only if absent")" \
-    "${@:1:at-1}" "--project=$PROJECT" '--format=value(name)' && found=yes
-  [[ $found != "$want" ]] || { run "${@:at+1}" "--project=$PROJECT" --quiet && return 0; }
+    "${@:1:at-1}" && found=yes
+  [[ $found != "$want" ]] || { change "${@:at+1}" && return 0; }
   note "  $what is already $([[ $want == yes ]] && echo gone || echo there)"
 }
 
-# The project's project-level bindings, "ROLE<TAB>MEMBER" per line, into VAR.
+# bindings VAR DRY_VALUE WHY GCLOUD_ARGS...: look at an IAM policy's "ROLE<TAB>MEMBER" lines.
+bindings() {
+  look "$1" "$2" "$3" gcloud "${@:4}" '--flatten=bindings[].members' \
+    '--format=value(bindings.role,bindings.members)'
+}
+
+# The project's project-level bindings into VAR.
 project_policy() {
   local dry=""
   ((DRY_EXISTS)) && dry=$(project_bindings)
-  look "$1" "$dry" "${2:-which of the roles below are already granted}" \
-    gcloud projects get-iam-policy "$PROJECT" '--flatten=bindings[].members' \
-    '--format=value(bindings.role,bindings.members)'
+  bindings "$1" "$dry" "${2:-which of the roles below are already granted}" projects get-iam-policy "$PROJECT"
 }
 
 # The alert policies of this deployment named DISPLAY_NAME ("" for all of them), one name a line.
