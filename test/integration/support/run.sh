@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# The integration run: the chaos suite beside all the others, each group on emulators of its own
-# (chaos stops and restarts its emulators, and most of its time is spent waiting for outages and
-# redeliveries, not on the CPU). Chaos prints when it ends, so the two outputs never interleave.
-# Arguments go to both mocha runs (e.g. --bail).
+# The integration run as two mocha processes side by side, each on emulators of its own: the
+# chaos suite (it stops and restarts its emulators, and mostly waits for outages and
+# redeliveries) with the release suite (mostly gcloud's own start-up), and all the other suites.
+# The first group prints when it ends, so the two outputs never interleave. Arguments go to both.
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 mocha=(npx mocha --require test/integration/support/hooks.ts --timeout 60000 "$@")
-chaos_log=$(mktemp)
-trap 'rm -f "$chaos_log"' EXIT
+beside=(test/integration/chaos.test.ts test/integration/deploy-plan.test.ts)
+beside_log=$(mktemp)
+trap 'rm -f "$beside_log"' EXIT
 
-"${mocha[@]}" test/integration/chaos.test.ts > "$chaos_log" 2>&1 &
-chaos=$!
-"${mocha[@]}" --ignore test/integration/chaos.test.ts "test/integration/**/*.test.ts"
+"${mocha[@]}" "${beside[@]}" > "$beside_log" 2>&1 &
+beside_pid=$!
+"${mocha[@]}" "${beside[@]/#/--ignore=}" "test/integration/**/*.test.ts"
 others=$?
-wait "$chaos"
-chaos_status=$?
-cat "$chaos_log"
-echo "integration: other suites exit ${others}, chaos exit ${chaos_status}"
-exit $((others != 0 || chaos_status != 0))
+wait "$beside_pid"
+beside_status=$?
+cat "$beside_log"
+echo "integration: chaos and release exit ${beside_status}, the other suites exit ${others}"
+exit $((others != 0 || beside_status != 0))
