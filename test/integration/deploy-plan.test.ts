@@ -271,6 +271,23 @@ class GcloudHelp {
     }
   }
 
+  /** Whether the static tree has ARGS' command (not a group) and every one of its --flags. */
+  private async treeKnowsAll(args: readonly string[]): Promise<boolean> {
+    const tree = await gcloudStaticTree().catch(() => undefined);
+    if (tree === undefined) return false;
+    let node = tree;
+    for (const arg of args) {
+      const next = arg.startsWith("-") ? undefined : node.commands[arg];
+      if (next === undefined) break;
+      node = next;
+    }
+    if (node === tree || Object.keys(node.commands).length > 0) return false;
+    return args
+      .filter((arg) => arg.startsWith("--"))
+      .map((arg) => arg.split("=")[0] as string)
+      .every((flag) => flag in node.flags || flag in tree.flags);
+  }
+
   private async resolve(words: string[]): Promise<{ path: string[]; help: string }> {
     const help = await this.help(words);
     if (help === null) {
@@ -293,8 +310,13 @@ class GcloudHelp {
     return command;
   }
 
-  /** The --flags of ARGS that its command's --help does not list. */
+  /**
+   * The --flags of ARGS that its command's --help does not list. The SDK's own static command
+   * tree (what gcloud's completion reads, written with each release) answers first, in one
+   * Python start for every command; --help decides whatever the tree does not vouch for.
+   */
   async unknownFlags(args: readonly string[]): Promise<string[]> {
+    if (await this.treeKnowsAll(args)) return [];
     const { help } = await this.command(args);
     const known = new Set<string>();
     const listed = section(help, "SYNOPSIS") + section(help, "GCLOUD WIDE FLAGS");
@@ -307,6 +329,36 @@ class GcloudHelp {
       .map((arg) => arg.split("=")[0] as string)
       .filter((flag) => !known.has(flag));
   }
+}
+
+interface CommandTree {
+  readonly commands: Readonly<Record<string, CommandTree>>;
+  readonly flags: Readonly<Record<string, unknown>>;
+}
+
+let staticTree: Promise<CommandTree> | undefined;
+
+/** The installed SDK's data/cli/gcloud_completions.py, as data. */
+function gcloudStaticTree(): Promise<CommandTree> {
+  staticTree ??= (async () => {
+    const sdkRoot = path.dirname(path.dirname(fs.realpathSync(await which("gcloud"))));
+    const file = path.join(sdkRoot, "data", "cli", "gcloud_completions.py");
+    const load =
+      "import importlib.util, json, sys; s = importlib.util.spec_from_file_location('t', sys.argv[1]); " +
+      "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); " +
+      "json.dump(m.STATIC_COMPLETION_CLI_TREE, sys.stdout)";
+    const python = process.env.CLOUDSDK_PYTHON ?? "python3";
+    const { stdout } = await execFileAsync(python, ["-c", load, file], {
+      maxBuffer: 256 * 1024 * 1024,
+      timeout: 120_000,
+    });
+    return JSON.parse(stdout) as CommandTree;
+  })();
+  return staticTree;
+}
+
+async function which(command: string): Promise<string> {
+  return (await execFileAsync("bash", ["-c", `command -v ${command}`])).stdout.trim();
 }
 
 /** One cache of help texts for every test of this file. */
