@@ -15,7 +15,8 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
-import { FieldPath, type Firestore, type Query, type Timestamp } from "@google-cloud/firestore";
+import { FieldPath, type Firestore, type Timestamp } from "@google-cloud/firestore";
+import { countOf } from "./operator-cli";
 
 export interface ExpectedRecord {
   readonly tenant_id: string;
@@ -301,8 +302,6 @@ function logQueries(firestore: Firestore, tenants: readonly string[], logIdPrefi
     }),
   );
 }
-
-const countOf = async (query: Query) => (await query.count().get()).data().count;
 
 /** Documents in the tenants' processed_logs and failed_logs (see logQueries). */
 export async function countDocuments(
