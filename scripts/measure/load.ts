@@ -185,6 +185,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const keys = await seedTenantKeys(
         { projectId: PROJECT, firestoreHost: stack.firestoreHost },
         [warmTenant, ...tenants],
+        "load",
       );
       apiKeys = Object.fromEntries(keys.map((key) => [key.tenantId, key.apiKey]));
       // A fresh stack answers its first requests slowly (JIT, the key cache, the emulators'

@@ -11,24 +11,37 @@ import { REPO_ROOT, emulatorFirestore } from "./emulators";
 /** Where the README's curl examples read the demo key from (git-ignored, owner-only). */
 const DEMO_KEY_FILE = path.join(REPO_ROOT, ".run", "demo-api-key");
 
-export interface DemoTenant {
+export interface TenantKey {
   readonly tenantId: string;
   readonly apiKey: string;
 }
 
-export async function seedDemoTenant(
-  projectId: string,
-  firestoreHost: string,
-): Promise<DemoTenant> {
-  const firestore = emulatorFirestore(projectId, firestoreHost);
+/** Creates one API key a tenant, labelled `label`, in the emulator's api_keys collection. */
+export async function seedTenantKeys(
+  env: { readonly projectId: string; readonly firestoreHost: string },
+  tenants: readonly string[],
+  label: string,
+): Promise<TenantKey[]> {
+  const firestore = emulatorFirestore(env.projectId, env.firestoreHost);
   try {
-    const created = await createFirestoreApiKeys(firestore).create("acme", "demo");
-    mkdirSync(path.dirname(DEMO_KEY_FILE), { recursive: true });
-    writeFileSync(DEMO_KEY_FILE, `${created.key}\n`, { mode: 0o600 });
-    return { tenantId: created.tenant_id, apiKey: created.key };
+    const keys = createFirestoreApiKeys(firestore);
+    return await Promise.all(
+      tenants.map(async (tenantId) => {
+        const created = await keys.create(tenantId, label);
+        return { tenantId: created.tenant_id, apiKey: created.key };
+      }),
+    );
   } finally {
     await firestore.terminate();
   }
+}
+
+export async function seedDemoTenant(projectId: string, firestoreHost: string): Promise<TenantKey> {
+  const [tenant] = await seedTenantKeys({ projectId, firestoreHost }, ["acme"], "demo");
+  if (tenant === undefined) throw new Error("the demo tenant's key was not created");
+  mkdirSync(path.dirname(DEMO_KEY_FILE), { recursive: true });
+  writeFileSync(DEMO_KEY_FILE, `${tenant.apiKey}\n`, { mode: 0o600 });
+  return tenant;
 }
 
 /** What both local modes print once ready: `rows` (a value may span lines), the key, a curl. */
@@ -36,7 +49,7 @@ export function readyBanner(
   title: string,
   rows: ReadonlyArray<readonly [string, string]>,
   curlUrl: string,
-  tenant: DemoTenant,
+  tenant: TenantKey,
 ): string {
   const keyFile = path.relative(REPO_ROOT, DEMO_KEY_FILE);
   const body = JSON.stringify({ tenant_id: tenant.tenantId, log_id: "demo-1", text: "hello" });

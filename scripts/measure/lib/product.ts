@@ -81,6 +81,7 @@ export async function runPhase(context: ProductContext, phase: PhaseSpec) {
   const keys = await seedTenantKeys(
     { projectId: context.project, firestoreHost: context.firestoreHost },
     tenantIds(`${context.runId}-${spec.name}`, spec.tenants),
+    "load",
   );
   const batchSize = spec.kind === "batch" ? (spec.batchSize ?? 100) : 1;
   const encoding = spec.kind === "batch" ? (spec.encoding ?? "ndjson") : undefined;
@@ -212,6 +213,7 @@ export async function runNoisyNeighbour(spec: NoisyNeighbourSpec) {
     const [a, b, warm] = await seedTenantKeys(
       { projectId: project, firestoreHost: stack.firestoreHost },
       tenantIds(`${spec.runId}-noisy`, 3),
+      "load",
     );
     if (a === undefined || b === undefined || warm === undefined) throw new Error("no tenants");
     const normal = spec.limitPerSecond / 2;
