@@ -18,5 +18,7 @@ echo "installing test clients: ${PACKAGES[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq </dev/null
 # The package starts no daemon in a container without an init system; the tests run their own.
-apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" </dev/null
+# Without the manual pages, man-db has nothing to index: a few seconds less on every fresh machine.
+apt-get install -y -qq --no-install-recommends -o 'DPkg::Options::=--path-exclude=/usr/share/man/*' \
+  "${PACKAGES[@]}" </dev/null
 syslog-ng --version | head -n 1

@@ -76,16 +76,20 @@ FIRESTORE_LOCATION=$(cfg FIRESTORE_LOCATION)
 # reads each one's options from its trigger (in a dry run, from the TypeScript source).
 step_build() {
   note "Build the functions, and read their options from the triggers"
-  local entry=$FUNCTIONS_DIR/lib/index.js loader=() options name flags timeout
+  local entry=$FUNCTIONS_DIR/lib/index.js loader=() options name value flags timeout
   run rm -rf "$FUNCTIONS_DIR/lib"
   run npm --prefix "$ROOT" run build
-  ((DRY_RUN)) && entry=$FUNCTIONS_DIR/src/index.ts loader=(--import tsx)
+  ((DRY_RUN)) && entry=$FUNCTIONS_DIR/src/index.ts loader=(--require tsx/cjs)
   [[ -d $FUNCTIONS_DIR/node_modules ]] || ((!DRY_RUN)) || die "functions/node_modules is missing:" \
     "run 'npm run build' once (it installs the functions' dependencies) to let a dry run load them"
-  mapfile -t ENV_PAIRS < <(for name in "${RUNTIME_VARS[@]}" NODE_OPTIONS; do echo "$name=$(cfg "$name")"; done)
+  ENV_PAIRS=()
+  for name in "${RUNTIME_VARS[@]}" NODE_OPTIONS; do
+    value=CFG_$name
+    ENV_PAIRS+=("$name=${!value-}")
+  done
   local -a read=(env -i "${ENV_PAIRS[@]}" "$(command -v node)" "${loader[@]}"
     "$ROOT/scripts/ship/lib/function-options.cjs" "$entry")
-  printf '+ %s  # check: %s\n' "$(render "${read[@]}")" "the options declared in the triggers"
+  show "the options declared in the triggers" "${read[@]}"
   options=$(cd "$ROOT" && "${read[@]}") || die "could not load the functions (message above)"
   note "  ${options//$'\n'/$'\n'#   }"
   declare -gA OPTIONS=()
@@ -127,7 +131,7 @@ wait_for_service_agents() {
     project_policy current "wait until the service agents hold their roles"
     ((DRY_RUN)) && return 0
     missing=()
-    for entry in "${needed[@]}"; do grep -qxF "$entry" <<<"$current" || missing+=("$entry"); done
+    for entry in "${needed[@]}"; do has_line "$entry" "$current" || missing+=("$entry"); done
     ((${#missing[@]})) || return 0
     wait_to_retry "$attempt" "${#missing[@]} service agent role(s) not granted yet" || break
     attempt=$((attempt + 1))
@@ -158,7 +162,7 @@ step_firestore() {
   # The Firebase CLI signs in with Application Default Credentials, not gcloud's login: stop before
   # it fails half-way. It bills GOOGLE_CLOUD_QUOTA_PROJECT, whatever the credentials' quota project.
   local adc=(gcloud auth application-default print-access-token)
-  printf '+ %s  # check: Application Default Credentials for the Firebase CLI\n' "$(render "${adc[@]}")"
+  show "Application Default Credentials for the Firebase CLI" "${adc[@]}"
   if ((!DRY_RUN)); then
     "${adc[@]}" >/dev/null 2>&1 || die "no usable Application Default Credentials, which the" \
       "Firebase CLI deploys the Firestore rules with: run 'gcloud auth application-default login'"
@@ -210,7 +214,7 @@ step_iam() {
   done
   project_policy current
   while IFS=$'\t' read -r role member; do
-    if grep -qxF "$role"$'\t'"$member" <<<"$current"; then
+    if has_line "$role"$'\t'"$member" "$current"; then
       note "  $member already has $role"
     else
       run gcloud projects add-iam-policy-binding "$PROJECT" "--member=$member" "--role=$role" \
@@ -255,7 +259,7 @@ ingest_access() {
   INGEST_ACCESS=""
   bindings invokers "" "is ingest open to allUsers?" run services get-iam-policy ingest \
     "--region=$REGION" "--project=$PROJECT"
-  grep -qxF $'roles/run.invoker\tallUsers' <<<"$invokers" && INGEST_ACCESS=allUsers && return 0
+  has_line $'roles/run.invoker\tallUsers' "$invokers" && INGEST_ACCESS=allUsers && return 0
   describe disabled "" "or does its service skip the invoker IAM check?" \
     "metadata.annotations.'run.googleapis.com/invoker-iam-disabled'" run services describe ingest \
     "--region=$REGION"
@@ -271,7 +275,7 @@ make_ingest_public() {
       "update ingest --no-invoker-iam-check, see README, Release)"
     INGEST_ACCESS=allUsers && return 0
   fi
-  grep -qE 'do not belong to a permitted customer|domain restriction organi[sz]ation policy|iam\.allowedPolicyMemberDomains' <<<"$LAST_ERROR" ||
+  any_line 'do not belong to a permitted customer|domain restriction organi[sz]ation policy|iam\.allowedPolicyMemberDomains' "$LAST_ERROR" ||
     die "could not make ingest public: $(status_of "$LAST_ERROR") (message above). ingest is" \
       "deployed but answers 403 to everyone; fix the cause and re-run"
   warn "an organization policy (domain restricted sharing) refuses allUsers as invoker of ingest." \

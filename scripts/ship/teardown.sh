@@ -52,7 +52,7 @@ done
 note "Project-level IAM grants of the deployment's service accounts"
 project_policy current
 while IFS=$'\t' read -r role member; do
-  grep -qxF "$role"$'\t'"$member" <<<"$current" || continue
+  has_line "$role"$'\t'"$member" "$current" || continue
   run gcloud projects remove-iam-policy-binding "$PROJECT" "--member=$member" "--role=$role" --all \
     --format=none --quiet
 done < <(project_bindings)

@@ -909,7 +909,8 @@ interface FakeCall {
  * row (see Sandbox.deploy). A call no row matches succeeds silently, as a create or a grant does.
  */
 const FAKE_TOOL = [
-  "#!/usr/bin/env bash",
+  // bash found directly, not through env: one process less for each of those calls.
+  "#!/bin/bash",
   "# Builtins only where it can: a run makes some 50 calls on a busy machine.",
   "dir=$FAKE_CLOUD_DIR",
   'line="${0##*/} $*"',

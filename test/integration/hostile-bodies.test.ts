@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import http from "node:http";
 import { Readable } from "node:stream";
-import { deflateSync, gzipSync } from "node:zlib";
+import { constants, deflateSync, gzipSync } from "node:zlib";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
 import { type TestStack, startTestStack } from "./support/stack";
@@ -82,6 +82,8 @@ describe("hostile bodies against the running ingest (deployed limits)", function
   const json = (logId: string, text: string) => JSON.stringify({ log_id: logId, text });
   /** 200 MiB of text once inflated, a few hundred KiB on the wire. */
   const bombText = "a".repeat(200 * MiB);
+  /** Run-length matching compresses a run of one byte as tightly, in less than half the CPU. */
+  const RUNS = { level: 1, strategy: constants.Z_RLE };
 
   async function expectRefused(
     name: string,
@@ -128,8 +130,8 @@ describe("hostile bodies against the running ingest (deployed limits)", function
   ] as const) {
     it(`refuses ${encoding} bombs of JSON, text and NDJSON with 413, and without a key with 401`, async () => {
       const bombs = {
-        "application/json": compress(json(`bomb-${runId}`, bombText)),
-        "text/plain": compress(bombText),
+        "application/json": compress(json(`bomb-${runId}`, bombText), RUNS),
+        "text/plain": compress(bombText, RUNS),
         "application/x-ndjson": compress(`${json(`bomb-nd-${runId}`, "x")}\n`.repeat(4 * MiB)),
       };
       for (const body of Object.values(bombs)) expect(body.length).to.be.below(1 * MiB);
@@ -223,7 +225,7 @@ describe("hostile bodies against the running ingest (deployed limits)", function
         () =>
           send(
             otlpUrl(),
-            gzipSync(Buffer.alloc(200 * MiB, 0x0a)),
+            gzipSync(Buffer.alloc(200 * MiB, 0x0a), RUNS),
             withKey({ ...protobuf, "content-encoding": "gzip" }),
           ),
         413,

@@ -8,7 +8,7 @@ import path from "node:path";
 import { Firestore } from "@google-cloud/firestore";
 import { runLoad } from "../../scripts/measure/lib/load-engine";
 import { toReconcileJsonl } from "../../scripts/operate/lib/reconcile";
-import { reconcileCli } from "./support/reconcile-cli";
+import { runCli } from "./support/ops-cli";
 import {
   RUN_ID,
   TEST_PROJECT,
@@ -53,7 +53,7 @@ describe("npm run reconcile", function () {
   });
 
   it("waits for the run to drain and exits 0 when every 202 is stored once", async () => {
-    const result = await reconcileCli([
+    const result = await runCli("reconcile.ts", [
       ...common(),
       "--activity-file",
       stack.logs.process,
@@ -73,7 +73,7 @@ describe("npm run reconcile", function () {
   it("exits 1 and names the record when one is missing", async () => {
     const lost = `tenants/${tenants[0]}/processed_logs/recon-${RUN_ID}-0`;
     await firestore.doc(lost).delete();
-    const result = await reconcileCli([...common(), "--no-wait"]);
+    const result = await runCli("reconcile.ts", [...common(), "--no-wait"]);
     expect(result.code, result.stdout).to.equal(1);
     expect(result.stdout).to.match(/missing\s+1\b/);
     expect(result.stdout).to.contain(`recon-${RUN_ID}-0`);
@@ -82,7 +82,7 @@ describe("npm run reconcile", function () {
   it("exits 2 on an accepted list it cannot read, rather than check less", async () => {
     const broken = path.join(stack.logs.dir, "broken.jsonl");
     await writeFile(broken, '{"tenant_id":"a","log_id":"1","text_sha256":"00"}\nnot json\n');
-    const result = await reconcileCli(["--accepted", broken, "--no-wait"]);
+    const result = await runCli("reconcile.ts", ["--accepted", broken, "--no-wait"]);
     expect(result.code).to.equal(2);
   });
 });

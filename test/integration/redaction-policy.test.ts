@@ -4,30 +4,18 @@
  * tenant keeps the default.
  */
 import { expect } from "chai";
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import path from "node:path";
-import { promisify } from "node:util";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { REPO_ROOT } from "../../scripts/local/lib/emulators";
+import { runCli } from "./support/ops-cli";
 import { pollUntil, startTestStack, type TestStack } from "./support/stack";
 
-const run = promisify(execFile);
 const runId = randomUUID().slice(0, 8);
 
+/** The tenant CLI as an operator runs it; its exit code and JSON output. */
 async function tenantCli(project: string, args: readonly string[]) {
-  try {
-    const { stdout } = await run(
-      process.execPath,
-      ["--import", "tsx", path.join(REPO_ROOT, "scripts", "operate", "tenant.ts"), ...args],
-      { cwd: REPO_ROOT, timeout: 60_000, env: { ...process.env, GOOGLE_CLOUD_PROJECT: project } },
-    );
-    return { code: 0, output: JSON.parse(stdout) as Record<string, unknown> };
-  } catch (error) {
-    const failed = error as { code?: unknown };
-    return { code: typeof failed.code === "number" ? failed.code : -1, output: {} };
-  }
+  const { code, json } = await runCli("tenant.ts", [...args, "--project", project]);
+  return { code, output: json };
 }
 
 describe("redaction policy per tenant (tenant CLI → Firestore → worker)", function () {

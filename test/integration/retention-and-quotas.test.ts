@@ -8,24 +8,19 @@
  *   pass meanwhile; a tenant's own limit overrides the default.
  */
 import { expect } from "chai";
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import { Firestore, Timestamp, type DocumentSnapshot } from "@google-cloud/firestore";
 import { PubSub, type Message } from "@google-cloud/pubsub";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { REPO_ROOT } from "../../scripts/local/lib/emulators";
+import { runCli } from "./support/ops-cli";
 import { RUN_ID, pollUntil, startTestStack, type TestStack } from "./support/stack";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** The tenant CLI as an operator runs it; its JSON output (rejects if the CLI fails). */
-const tenantCli = (project: string, args: readonly string[]) =>
-  promisify(execFile)(
-    process.execPath,
-    ["--import", "tsx", path.join(REPO_ROOT, "scripts", "operate", "tenant.ts"), ...args],
-    { cwd: REPO_ROOT, timeout: 60_000, env: { ...process.env, GOOGLE_CLOUD_PROJECT: project } },
-  ).then(({ stdout }) => JSON.parse(stdout) as Record<string, unknown>);
+/** The tenant CLI as an operator runs it; its JSON output, or its exit code when it fails. */
+async function tenantCli(project: string, args: readonly string[]) {
+  const { code, json } = await runCli("tenant.ts", [...args, "--project", project]);
+  return code === 0 ? json : code;
+}
 
 describe("retention and per-tenant quotas (tenant CLI → Firestore → ingest and worker)", function () {
   this.timeout(180_000);
@@ -115,9 +110,7 @@ describe("retention and per-tenant quotas (tenant CLI → Firestore → ingest a
     expect(
       await tenantCli(stack.project, ["settings", vip, "--retention-days", "default"]),
     ).to.deep.equal({ tenant_id: vip, retention_days: null, rate_limit_per_second: 1000 });
-    const refused = await tenantCli(stack.project, ["settings", vip, "--rate-limit", "0"]).catch(
-      (error: { code?: number }) => error.code,
-    );
+    const refused = await tenantCli(stack.project, ["settings", vip, "--rate-limit", "0"]);
     expect(refused).to.equal(2);
   });
 

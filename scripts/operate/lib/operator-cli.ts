@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { Firestore, type Query } from "@google-cloud/firestore";
-import { PubSub } from "@google-cloud/pubsub";
+import type { PubSub } from "@google-cloud/pubsub";
 import { TENANT_ID_RULE, isTenantId } from "../../../functions/src/lib/ids";
 import { TENANTS } from "../../../functions/src/lib/paths";
 import { REPO_ROOT } from "../../local/lib/emulators";
@@ -89,18 +89,26 @@ export function connect(values: Partial<Record<keyof typeof TARGET_OPTIONS, stri
   if (firestoreHost && pubsubHost) process.env.METADATA_SERVER_DETECTION ??= "none";
   const project = projectOf(values.project) ?? "demo-rdp";
   const firestore = new Firestore({ projectId: project });
-  const pubsub = new PubSub({ projectId: project });
+  let pubsub: PubSub | undefined;
   const where = (host: string | undefined) => (host ? `emulator ${host}` : "ADC");
   return {
     project,
     firestore,
-    pubsub,
+    /** Loaded on first use: half a second of start-up that the tenant CLI never needs. */
+    get pubsub(): PubSub {
+      if (pubsub === undefined) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const client = require("@google-cloud/pubsub") as typeof import("@google-cloud/pubsub");
+        pubsub = new client.PubSub({ projectId: project });
+      }
+      return pubsub;
+    },
     emulated: Boolean(firestoreHost && pubsubHost),
     description: `project ${project}: Firestore ${where(firestoreHost)}, Pub/Sub ${where(pubsubHost)}`,
     deadLetterSubscription:
       values["dead-letter-subscription"] ?? deployConfigValue("DEAD_LETTER_SUBSCRIPTION") ?? "",
     async close() {
-      await Promise.allSettled([firestore.terminate(), pubsub.close()]);
+      await Promise.allSettled([firestore.terminate(), pubsub?.close()]);
     },
   };
 }

@@ -141,17 +141,36 @@ render() {
   printf '%s' "$line"
 }
 
+# show WHY WORDS...: the plan's line for a command, "+ WORDS", and "  # check: WHY" for a look-up.
+show() {
+  printf '+ '
+  render "${@:2}"
+  [[ -z $1 ]] || printf '  # check: %s' "$1"
+  printf '\n'
+}
+
+# any_line REGEX TEXT: 0 when a line of TEXT matches REGEX (extended). Bash's own matching rather
+# than grep's: a deploy makes about a hundred of these checks, and each process costs milliseconds.
+any_line() {
+  local line
+  while IFS= read -r line; do [[ $line =~ $1 ]] && return 0; done <<<"$2"
+  return 1
+}
+
+# has_line LINE TEXT: 0 when LINE is one of the lines of TEXT.
+has_line() { [[ $'\n'$2$'\n' == *$'\n'"$1"$'\n'* ]]; }
+
 # gcloud reports an absence as NOT_FOUND (`gcloud functions`: "status=[404]") at the start of the
 # error. Any other failure (PERMISSION_DENIED, whose text may hold "404") is not an absence.
 is_not_found() {
-  grep -qE '^ERROR: \([a-z0-9._-]+\) (NOT_FOUND: |ResponseError: status=\[404\]|HTTPError 404)' <<<"$1"
+  any_line '^ERROR: \([a-z0-9._-]+\) (NOT_FOUND: |ResponseError: status=\[404\]|HTTPError 404)' "$1"
 }
 
 # The errors Google documents as transient right after a change, and only those: an API enabled
 # moments ago; a service account or agent not yet propagated to IAM; the Eventarc agent's roles
 # on a first trigger; a log-based metric not yet visible to Monitoring; UNAVAILABLE.
 is_transient() {
-  grep -qE 'has not been used in project [0-9]+ before or it is disabled|(INVALID_ARGUMENT|FAILED_PRECONDITION|BAD_REQUEST|status=\[400\]).*[Ss]ervice account [^ ]+ does not exist|Permission denied while using the Eventarc Service Agent|necessary permissions are propagated|Cannot find metric\(s\) that match type|^ERROR: \([a-z0-9._-]+\) UNAVAILABLE: ' <<<"$1"
+  any_line 'has not been used in project [0-9]+ before or it is disabled|(INVALID_ARGUMENT|FAILED_PRECONDITION|BAD_REQUEST|status=\[400\]).*[Ss]ervice account [^ ]+ does not exist|Permission denied while using the Eventarc Service Agent|necessary permissions are propagated|Cannot find metric\(s\) that match type|^ERROR: \([a-z0-9._-]+\) UNAVAILABLE: ' "$1"
 }
 
 # The status word of a gcloud error ("PERMISSION_DENIED", "status=[403]"), else "an error".
@@ -191,7 +210,7 @@ retrying() {
 
 # try COMMAND...: prints and runs a command that changes something, waiting out transient errors.
 try() {
-  printf '+ %s\n' "$(render "$@")"
+  show "" "$@"
   LAST_ERROR=""
   ((DRY_RUN)) || retrying shown "$@"
 }
@@ -212,7 +231,7 @@ change_silently() { run gcloud "$@" "--project=$PROJECT" --format=none --quiet; 
 # transient errors are waited out, any other failure stops the script. A dry run stores DRY_VALUE.
 look() {
   local __var=$1 __dry=$2 __out
-  printf '+ %s  # check: %s\n' "$(render "${@:4}")" "$3"
+  show "$3" "${@:4}"
   shift 3
   ((DRY_RUN)) && printf -v "$__var" '%s' "$__dry" && return 0
   if ! __out=$(retrying hidden "$@") && ! is_not_found "$(<"$ERRORS")"; then
