@@ -4,7 +4,7 @@
  * clients are created on first use and reused by every invocation after it.
  */
 import { Firestore } from "@google-cloud/firestore";
-import { PubSub } from "@google-cloud/pubsub";
+import type { PubSub } from "@google-cloud/pubsub";
 import { AttemptTracker } from "./attempts";
 import { openDemoAuthenticator, type Authenticator } from "./auth";
 import { createApiKeyAuthenticator, createFirestoreApiKeys } from "./api-keys";
@@ -91,6 +91,16 @@ function ingestRateLimiter() {
   });
 }
 
+/**
+ * Only ingest publishes, so the client is loaded here rather than with this module: an instance
+ * of the worker never loads it, a third of a second less in each of its cold starts.
+ */
+function ingestPubSub(): PubSub {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const client = require("@google-cloud/pubsub") as typeof import("@google-cloud/pubsub");
+  return new client.PubSub();
+}
+
 let ingestDeps: IngestDeps | undefined;
 export function ingestDependencies(): IngestDeps {
   ingestDeps ??= {
@@ -99,7 +109,7 @@ export function ingestDependencies(): IngestDeps {
     logger,
     rateLimiter: ingestRateLimiter(),
     authenticator: authenticator(),
-    queue: createCoalescingQueue(createTopicPublisher(new PubSub(), config.topic, config), {
+    queue: createCoalescingQueue(createTopicPublisher(ingestPubSub(), config.topic, config), {
       windowMs: config.coalesceWindowMs,
       maxMessageBytes: config.maxMessageBytes,
     }),

@@ -100,11 +100,10 @@ describe("createCoalescingQueue", () => {
 
   it("sends a batch at once, split at the limits", async () => {
     const { publisher, sent } = recordingPublisher();
-    const queue = createCoalescingQueue(publisher, { windowMs: 50, maxMessageBytes: 100_000 });
+    // A window longer than mocha's timeout: the batch settles only if it is sent at once.
+    const queue = createCoalescingQueue(publisher, { windowMs: 60_000, maxMessageBytes: 100_000 });
     const records = Array.from({ length: 1001 }, (_, index) => record(`r${index}`));
-    const started = Date.now();
     await Promise.all(queue.enqueueAll(records));
-    expect(Date.now() - started).to.be.below(50);
     expect(sent.length).to.be.greaterThan(1);
     expect(sent.flatMap((message) => message.logIds)).to.deep.equal(
       records.map((entry) => entry.logId),
