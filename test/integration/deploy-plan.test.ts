@@ -347,7 +347,10 @@ function gcloudStaticTree(): Promise<CommandTree> {
       "import importlib.util, json, sys; s = importlib.util.spec_from_file_location('t', sys.argv[1]); " +
       "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); " +
       "json.dump(m.STATIC_COMPLETION_CLI_TREE, sys.stdout)";
-    const python = process.env.CLOUDSDK_PYTHON ?? "python3";
+    // The SDK's own Python, as gcloud picks it: it ships this file compiled (__pycache__), which
+    // loads in a third of the time another Python takes to compile it.
+    const bundled = path.join(sdkRoot, "platform", "bundledpythonunix", "bin", "python3");
+    const python = process.env.CLOUDSDK_PYTHON ?? (fs.existsSync(bundled) ? bundled : "python3");
     const { stdout } = await execFileAsync(python, ["-c", load, file], {
       maxBuffer: 256 * 1024 * 1024,
       timeout: 120_000,

@@ -7,7 +7,7 @@
 # throughout. Arguments go to every mocha run (e.g. --bail).
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
-mocha="npx mocha --require test/integration/support/hooks.ts --timeout 60000"
+mocha="node_modules/.bin/mocha --require test/integration/support/hooks.ts --timeout 60000"
 (($# == 0)) || mocha+=$(printf " %q" "$@")
 dir=test/integration
 groups=(
