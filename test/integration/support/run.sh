@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The integration run as three mocha processes side by side, each on emulators of its own, so
 # that one suite's waiting overlaps another's work: the chaos suite (it stops and restarts its
-# emulators, and mostly waits for outages and redeliveries); the release checks, replay and the
-# OpenTelemetry SDK's (other processes: bash, gcloud, npm, the operator CLIs; export delays); and
-# all the other suites. Each group takes four to five minutes here, the run's CPU busy
+# emulators, and mostly waits for outages and redeliveries) with the OpenTelemetry SDK's (export
+# delays); the release checks with replay (other processes: bash, gcloud, npm, the operator
+# CLIs); and all the other suites. Each group takes four to five minutes here, the run's CPU busy
 # throughout. Arguments go to every mocha run (e.g. --bail).
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
@@ -11,8 +11,8 @@ mocha="node_modules/.bin/mocha --require test/integration/support/hooks.ts --tim
 (($# == 0)) || mocha+=$(printf " %q" "$@")
 dir=test/integration
 groups=(
-  "$dir/chaos.test.ts"
-  "$dir/deploy-plan.test.ts $dir/replay.test.ts $dir/clients/otel-sdk.test.ts"
+  "$dir/chaos.test.ts $dir/clients/otel-sdk.test.ts"
+  "$dir/deploy-plan.test.ts $dir/replay.test.ts"
 )
 runs=()
 rest="$mocha"
