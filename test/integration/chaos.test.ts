@@ -747,8 +747,13 @@ describe("chaos: every accepted record is stored exactly once", function () {
     const { code, stdout } = await runCli(
       "reconcile.ts",
       [
-        ...["--accepted", listFile, "--no-wait"],
-        ...["--project", stack.project, "--firestore-host", stack.firestoreHost],
+        "--accepted",
+        listFile,
+        "--no-wait",
+        "--project",
+        stack.project,
+        "--firestore-host",
+        stack.firestoreHost,
       ],
       120_000,
     );

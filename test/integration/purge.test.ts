@@ -6,7 +6,7 @@ import { expect } from "chai";
 import { Firestore, type DocumentReference } from "@google-cloud/firestore";
 import { PubSub } from "@google-cloud/pubsub";
 import { namesTenant } from "../../scripts/operate/lib/erase";
-import { runCli } from "./support/ops-cli";
+import { runCli, tenantCli } from "./support/ops-cli";
 import { RUN_ID, TEST_PROJECT, type TestStack, pollUntil, startTestStack } from "./support/stack";
 
 describe("tenant purge and erase, and status, on the emulators", function () {
@@ -15,7 +15,6 @@ describe("tenant purge and erase, and status, on the emulators", function () {
   let firestore: Firestore;
   let pubsub: PubSub;
   const project = ["--project", TEST_PROJECT];
-  const tenantCli = (...args: string[]) => runCli("tenant.ts", [...args, ...project]);
   const count = async (path: string) =>
     (await firestore.collection(path).count().get()).data().count;
 
@@ -43,8 +42,8 @@ describe("tenant purge and erase, and status, on the emulators", function () {
         JSON.stringify({ v: 1, records: [{ ...record, received_at: new Date().toISOString() }] }),
       ),
     });
-    expect((await tenantCli("policy", tenant, "--enable", "ip")).code).to.equal(0);
-    expect((await tenantCli("create", tenant)).code).to.equal(0);
+    expect((await tenantCli(TEST_PROJECT, ["policy", tenant, "--enable", "ip"])).code).to.equal(0);
+    expect((await tenantCli(TEST_PROJECT, ["create", tenant])).code).to.equal(0);
     await pollUntil(
       async () =>
         (await count(`tenants/${tenant}/failed_logs`)) === 1 &&
@@ -111,17 +110,17 @@ describe("tenant purge and erase, and status, on the emulators", function () {
       api_keys: 1,
       dead_letters: 1,
     };
-    const dry = await tenantCli("purge", purged, "--dry-run");
+    const dry = await tenantCli(TEST_PROJECT, ["purge", purged, "--dry-run"]);
     expect(dry.json).to.deep.equal({ tenant_id: purged, dry_run: true, documents: counts });
     expect(Object.keys(await documentsOf(purged)), "a dry run deletes nothing").to.have.length(7);
 
-    const purge = await tenantCli("purge", purged);
+    const purge = await tenantCli(TEST_PROJECT, ["purge", purged]);
     expect(purge.code).to.equal(0);
     expect(purge.json).to.deep.equal({ tenant_id: purged, dry_run: false, documents: counts });
     expect(await documentsOf(purged)).to.deep.equal({});
     expect(await firestore.doc(`tenants/${purged}`).listCollections()).to.deep.equal([]);
     expect(await documentsOf(kept)).to.deep.equal(keptBefore);
-    expect((await tenantCli("list", purged)).stdout.trim()).to.equal("[]");
+    expect((await tenantCli(TEST_PROJECT, ["list", purged])).stdout.trim()).to.equal("[]");
   });
 
   it("erases exactly one record: its stored document and its failure entries", async () => {
@@ -132,11 +131,11 @@ describe("tenant purge and erase, and status, on the emulators", function () {
     const failure = Object.keys(before).find((path) => path.includes("/failed_logs/r1~"));
     expect(failure).to.match(/r1~log_id_conflict~[0-9a-f]{16}$/);
 
-    const dry = await tenantCli("erase", tenant, "r1", "--dry-run");
+    const dry = await tenantCli(TEST_PROJECT, ["erase", tenant, "r1", "--dry-run"]);
     expect(dry.json.documents).to.deep.equal([...record, failure]);
     expect(await documentsOf(tenant)).to.deep.equal(before);
 
-    const erase = await tenantCli("erase", tenant, "r1");
+    const erase = await tenantCli(TEST_PROJECT, ["erase", tenant, "r1"]);
     expect(erase.json).to.deep.equal({
       tenant_id: tenant,
       dry_run: false,
@@ -147,8 +146,13 @@ describe("tenant purge and erase, and status, on the emulators", function () {
     [...record, failure ?? ""].forEach((path) => delete remaining[path]);
     expect(await documentsOf(tenant)).to.deep.equal(remaining);
 
-    expect((await tenantCli("erase", tenant, "r1")).json.documents).to.deep.equal([]);
-    expect((await tenantCli("erase", tenant, "../r2")).code, "an unsafe id").to.equal(2);
+    expect((await tenantCli(TEST_PROJECT, ["erase", tenant, "r1"])).json.documents).to.deep.equal(
+      [],
+    );
+    expect(
+      (await tenantCli(TEST_PROJECT, ["erase", tenant, "../r2"])).code,
+      "an unsafe id",
+    ).to.equal(2);
     expect(await documentsOf(tenant)).to.deep.equal(remaining);
   });
 });

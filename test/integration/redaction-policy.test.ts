@@ -7,16 +7,10 @@ import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import { Firestore } from "@google-cloud/firestore";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { runCli } from "./support/ops-cli";
+import { tenantCli } from "./support/ops-cli";
 import { pollUntil, startTestStack, type TestStack } from "./support/stack";
 
 const runId = randomUUID().slice(0, 8);
-
-/** The tenant CLI as an operator runs it; its exit code and JSON output. */
-async function tenantCli(project: string, args: readonly string[]) {
-  const { code, json } = await runCli("tenant.ts", [...args, "--project", project]);
-  return { code, output: json };
-}
 
 describe("redaction policy per tenant (tenant CLI → Firestore → worker)", function () {
   this.timeout(120_000);
@@ -63,7 +57,7 @@ describe("redaction policy per tenant (tenant CLI → Firestore → worker)", fu
   it("the CLI shows the default, changes it and refuses an unknown kind", async () => {
     const shown = await tenantCli(stack.project, ["policy", custom]);
     expect(shown.code).to.equal(0);
-    expect(shown.output).to.deep.include({ disabled: ["ip"], stored: {} });
+    expect(shown.json).to.deep.include({ disabled: ["ip"], stored: {} });
 
     const changed = await tenantCli(stack.project, [
       "policy",
@@ -74,7 +68,7 @@ describe("redaction policy per tenant (tenant CLI → Firestore → worker)", fu
       "KR,GB",
     ]);
     expect(changed.code).to.equal(0);
-    expect(changed.output).to.deep.include({
+    expect(changed.json).to.deep.include({
       enabled: ["email", "card", "ssn", "phone", "credential", "ip"],
       phone_regions: ["KR", "GB"],
       stored: { kinds: { ip: true }, phone_regions: ["KR", "GB"] },
@@ -113,6 +107,6 @@ describe("redaction policy per tenant (tenant CLI → Firestore → worker)", fu
     expect((await tenantCli(stack.project, ["policy", damaged])).code).to.equal(1);
     const reset = await tenantCli(stack.project, ["policy", damaged, "--reset"]);
     expect(reset.code).to.equal(0);
-    expect(reset.output).to.deep.include({ stored: {} });
+    expect(reset.json).to.deep.include({ stored: {} });
   });
 });

@@ -11,14 +11,14 @@ import { expect } from "chai";
 import { Firestore, Timestamp, type DocumentSnapshot } from "@google-cloud/firestore";
 import { PubSub, type Message } from "@google-cloud/pubsub";
 import { createFirestoreApiKeys } from "../../functions/src/lib/api-keys";
-import { runCli } from "./support/ops-cli";
+import { tenantCli } from "./support/ops-cli";
 import { RUN_ID, pollUntil, startTestStack, type TestStack } from "./support/stack";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** The tenant CLI as an operator runs it; its JSON output, or its exit code when it fails. */
-async function tenantCli(project: string, args: readonly string[]) {
-  const { code, json } = await runCli("tenant.ts", [...args, "--project", project]);
+/** The tenant CLI's JSON output, or its exit code when it fails. */
+async function settingsCli(project: string, args: readonly string[]) {
+  const { code, json } = await tenantCli(project, args);
   return code === 0 ? json : code;
 }
 
@@ -91,15 +91,15 @@ describe("retention and per-tenant quotas (tenant CLI → Firestore → ingest a
   });
 
   it("the CLI sets, shows and removes a tenant's retention and rate limit", async () => {
-    expect(await tenantCli(stack.project, ["settings", shortLived])).to.deep.equal({
+    expect(await settingsCli(stack.project, ["settings", shortLived])).to.deep.equal({
       tenant_id: shortLived,
       retention_days: null,
       rate_limit_per_second: null,
     });
     expect(
-      await tenantCli(stack.project, ["settings", shortLived, "--retention-days", "3"]),
+      await settingsCli(stack.project, ["settings", shortLived, "--retention-days", "3"]),
     ).to.deep.include({ retention_days: 3 });
-    await tenantCli(stack.project, [
+    await settingsCli(stack.project, [
       "settings",
       vip,
       "--rate-limit",
@@ -108,9 +108,9 @@ describe("retention and per-tenant quotas (tenant CLI → Firestore → ingest a
       "9",
     ]);
     expect(
-      await tenantCli(stack.project, ["settings", vip, "--retention-days", "default"]),
+      await settingsCli(stack.project, ["settings", vip, "--retention-days", "default"]),
     ).to.deep.equal({ tenant_id: vip, retention_days: null, rate_limit_per_second: 1000 });
-    const refused = await tenantCli(stack.project, ["settings", vip, "--rate-limit", "0"]);
+    const refused = await settingsCli(stack.project, ["settings", vip, "--rate-limit", "0"]);
     expect(refused).to.equal(2);
   });
 

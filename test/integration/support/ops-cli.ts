@@ -38,3 +38,8 @@ export function runCli(
     });
   });
 }
+
+/** `npm run tenant -- ARGS --project PROJECT`. */
+export function tenantCli(project: string, args: readonly string[]): Promise<CliResult> {
+  return runCli("tenant.ts", [...args, "--project", project]);
+}
